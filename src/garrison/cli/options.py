@@ -1,0 +1,35 @@
+"""Option types shared by command groups."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class Size(click.ParamType):
+    """A byte count such as ``100M``, ``4096`` or ``2G`` (binary units, like clamscan)."""
+
+    name = "size"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a size (examples: 4096, 512K, 100M, 2G)", param, ctx)
+        return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+SIZE = Size()
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.2f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.2f} TiB"  # unreachable, keeps mypy satisfied

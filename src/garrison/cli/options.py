@@ -10,7 +10,7 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-class Size(click.ParamType):
+class Size(click.ParamType):  # type: ignore[type-arg]
     """A byte count such as ``100M``, ``4096`` or ``2G`` (binary units, like clamscan)."""
 
     name = "size"

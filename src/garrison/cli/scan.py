@@ -24,7 +24,7 @@ from garrison.cli.options import SIZE, human_bytes
 from garrison.engine import Database, Engine, ObjectResult, ScanLimits, ScanResult, Status
 from garrison.engine.pool import scan_files
 from garrison.engine.results import printable
-from garrison.engine.walker import Found, Skipped, walk
+from garrison.engine.walker import Found, walk
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 _DEFAULTS = ScanLimits()
@@ -110,8 +110,13 @@ class TextReport:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--db", "db_paths", multiple=True, type=click.Path(path_type=Path),
-              help="Signature database file or directory (repeatable). Default: the configured directory.")
+@click.option(
+    "--db",
+    "db_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Signature database file or directory (repeatable). Default: the configured directory.",
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Scanning processes [default: all cores].")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths or names matching GLOB (repeatable).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links found inside directories.")
@@ -122,20 +127,52 @@ class TextReport:
 @click.option("-i", "--infected", is_flag=True, help="Print only infected files (and errors).")
 @click.option("--strict", is_flag=True, help="Refuse a database with any malformed signature.")
 @click.option("--no-cache", is_flag=True, help="Do not use or write the compiled database cache.")
-@click.option("--max-filesize", type=SIZE, default=_DEFAULTS.max_file_size, show_default="100M",
-              help="Skip objects larger than this.")
-@click.option("--max-scansize", type=SIZE, default=_DEFAULTS.max_scan_size, show_default="400M",
-              help="Most data scanned per file, members included.")
-@click.option("--max-recursion", type=click.IntRange(min=0), default=_DEFAULTS.max_depth, show_default=True,
-              help="Deepest container nesting.")
-@click.option("--max-files", type=click.IntRange(min=0), default=_DEFAULTS.max_members, show_default=True,
-              help="Most members per file.")
-@click.option("--max-ratio", type=click.IntRange(min=0), default=_DEFAULTS.max_ratio, show_default=True,
-              help="Largest compression ratio of a member (0: no limit).")
-@click.option("--max-scantime", type=click.FloatRange(min=0.001), default=_DEFAULTS.max_scan_time,
-              show_default=True, help="Seconds per file.")
+@click.option(
+    "--max-filesize",
+    type=SIZE,
+    default=_DEFAULTS.max_file_size,
+    show_default="100M",
+    help="Skip objects larger than this.",
+)
+@click.option(
+    "--max-scansize",
+    type=SIZE,
+    default=_DEFAULTS.max_scan_size,
+    show_default="400M",
+    help="Most data scanned per file, members included.",
+)
+@click.option(
+    "--max-recursion",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_depth,
+    show_default=True,
+    help="Deepest container nesting.",
+)
+@click.option(
+    "--max-files",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_members,
+    show_default=True,
+    help="Most members per file.",
+)
+@click.option(
+    "--max-ratio",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_ratio,
+    show_default=True,
+    help="Largest compression ratio of a member (0: no limit).",
+)
+@click.option(
+    "--max-scantime",
+    type=click.FloatRange(min=0.001),
+    default=_DEFAULTS.max_scan_time,
+    show_default=True,
+    help="Seconds per file.",
+)
 @click.option("--alert-exceeds-max", is_flag=True, help="Report files that hit a limit as Heuristics.Limits.Exceeded.")
-@click.option("--alert-encrypted", is_flag=True, help="Report encrypted archives and documents as Heuristics.Encrypted.")
+@click.option(
+    "--alert-encrypted", is_flag=True, help="Report encrypted archives and documents as Heuristics.Encrypted."
+)
 def scan(
     paths: tuple[str, ...],
     db_paths: tuple[Path, ...],
@@ -241,9 +278,8 @@ def _scan_with_progress(engine: Engine, found: list[Found], jobs: int | None, sh
         transient=True,
     ) as progress:
         task = progress.add_task("scan", total=total_bytes, files=0, total_files=len(found), data="", found=0)
-        done_files = done_bytes = found_count = 0
-        for result in results:
-            done_files += 1
+        done_bytes = found_count = 0
+        for done_files, result in enumerate(results, 1):
             done_bytes += result.objects[0].size if result.objects else 0
             found_count += result.status is Status.INFECTED
             progress.update(task, completed=done_bytes, files=done_files, data=human_bytes(done_bytes),

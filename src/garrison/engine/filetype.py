@@ -172,9 +172,7 @@ def detect(data: bytes | memoryview) -> FileType:
         lower = head[:1024].lstrip().lower()
         if any(marker in lower for marker in _HTML_MARKERS):
             return FileType.HTML
-        if lower.startswith(_MAIL_HEADERS) and b"\n\n" in head.replace(b"\r\n", b"\n") and _looks_like_mail(
-            lower
-        ):
+        if lower.startswith(_MAIL_HEADERS) and b"\n\n" in head.replace(b"\r\n", b"\n") and _looks_like_mail(lower):
             return FileType.MAIL
         return FileType.TEXT
     return FileType.BINARY
@@ -207,6 +205,4 @@ def _looks_like_mail(lower: bytes) -> bool:
     """At least two header lines before the first blank line."""
     headers = lower.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].split(b"\n")
     named = [h for h in headers if h and not h[:1].isspace() and b":" in h.split(b" ", 1)[0] + b":"]
-    return len(named) >= 2 and all(
-        h[:1].isspace() or h.startswith(b"from ") or b":" in h for h in headers if h
-    )
+    return len(named) >= 2 and all(h[:1].isspace() or h.startswith(b"from ") or b":" in h for h in headers if h)

@@ -12,14 +12,15 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 
-from garrison.engine.scanner import Engine
 from garrison.engine.results import ScanResult
+from garrison.engine.scanner import Engine
 
 _engine: Engine | None = None
 
 
 def _scan(path: str) -> ScanResult:
-    assert _engine is not None
+    if _engine is None:
+        raise RuntimeError("scan worker started without an engine")
     return _engine.scan_file(path)
 
 

@@ -170,9 +170,7 @@ class ScanResult:
             "schema": SCHEMA_VERSION,
             "path": self.path,
             "status": self.status.value,
-            "detections": [
-                {"object": obj.display_name, **det.to_dict()} for obj, det in self.detections
-            ],
+            "detections": [{"object": obj.display_name, **det.to_dict()} for obj, det in self.detections],
             "reason": self.reason,
             "scanned_bytes": self.scanned_bytes,
             "duration": round(self.duration, 6),

@@ -19,7 +19,15 @@ from garrison.engine.eicar import EICAR_NAME, is_eicar
 from garrison.engine.errors import UnpackError
 from garrison.engine.filetype import FileType, detect, target_of
 from garrison.engine.limits import LIMIT_NAMES, ScanLimits
-from garrison.engine.results import Detection, DetectionKind, ObjectResult, ScanResult, Status, printable, worst
+from garrison.engine.results import (
+    Detection,
+    DetectionKind,
+    ObjectResult,
+    ScanResult,
+    Status,
+    printable,
+    worst,
+)
 from garrison.engine.signatures.database import Database
 from garrison.engine.unpack import Member, UnpackContext, unpacker_for
 from garrison.engine.unpack.registry import Unpacker
@@ -220,12 +228,8 @@ class Engine:
         containers: tuple[str, ...],
     ) -> None:
         limits = self.limits
-        context = UnpackContext(
-            limits,
-            max(0, min(limits.max_file_size, limits.max_scan_size - walk.scanned)),
-            walk.deadline,
-            normalize=bool(self.database.normalized_targets),
-        )
+        context = UnpackContext(limits, 0, walk.deadline, normalize=bool(self.database.normalized_targets))
+        self._budget(context, walk)
         container_type = FileType(containers[-1])
         try:
             for member in unpack(data, context):
@@ -242,13 +246,19 @@ class Engine:
                     self._limit_hit(verdict, "max_scan_time", "scan time limit reached")
                     break
                 self._member(walk, member, chain, depth, containers, container_type)
-                context.max_member_size = max(0, min(limits.max_file_size, limits.max_scan_size - walk.scanned))
+                self._budget(context, walk)
         except UnpackError as exc:
             verdict.incomplete(exc.reason)
             if exc.detection:
                 verdict.detections.append(Detection(exc.detection, DetectionKind.HEURISTIC))
-        except Exception as exc:  # noqa: BLE001 - third-party parsers raise anything on hostile input
+        except Exception as exc:
             verdict.incomplete(f"could not unpack the {_kind(container_type)}: {type(exc).__name__}")
+
+    def _budget(self, context: UnpackContext, walk: _Walk) -> None:
+        """Let the next member be no larger than one object may be, nor than what is left of the scan budget."""
+        remaining = max(0, self.limits.max_scan_size - walk.scanned)
+        context.max_member_size = min(self.limits.max_file_size, remaining)
+        context.size_limit = "max_scan_size" if remaining < self.limits.max_file_size else "max_file_size"
 
     def _member(
         self,

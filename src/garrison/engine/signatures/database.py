@@ -27,7 +27,6 @@ import yara_x
 from garrison import __version__
 from garrison.engine.errors import DatabaseError, SignatureError
 from garrison.engine.results import Detection, DetectionKind
-from garrison.engine.signatures import cvd, ldb, ndb
 from garrison.engine.signatures.hashdb import HashTable, HashTableBuilder, parse_hash_line
 from garrison.engine.signatures.ignore import IgnoreList
 
@@ -173,7 +172,8 @@ class Database:
 
     def _get_scanner(self) -> yara_x.Scanner:
         if self._scanner is None or self._scanner_pid != os.getpid():
-            assert self.rules is not None
+            if self.rules is None:
+                raise RuntimeError("no rules to scan with")
             self._scanner = yara_x.Scanner(self.rules)
             self._scanner_pid = os.getpid()
         return self._scanner
@@ -181,11 +181,12 @@ class Database:
     def _detection(self, rule: yara_x.Rule) -> Detection:
         if rule.namespace == "clamav":
             meta: dict[str, Any] = dict(rule.metadata)
-            return Detection(
-                str(meta["name"]), DetectionKind(meta["kind"]), str(meta["db"]), f"line {meta['line']}"
-            )
+            return Detection(str(meta["name"]), DetectionKind(meta["kind"]), str(meta["db"]), f"line {meta['line']}")
         return Detection(
-            f"YARA.{rule.identifier}", DetectionKind.YARA, self._yara_sources.get(rule.namespace), rule.identifier
+            f"YARA.{rule.identifier}",
+            DetectionKind.YARA,
+            self._yara_sources.get(rule.namespace),
+            rule.identifier,
         )
 
 
@@ -276,7 +277,11 @@ class _Loader:
         # Ignore lists apply to every other file, whatever order they come in.
         for name, ext, text in documents:
             if ext in IGNORE_EXTENSIONS:
-                self._lines(name, text, lambda line, n, src=name, e=ext: self.ignore.add_line(line, src, n, e == ".ign"))
+                self._lines(
+                    name,
+                    text,
+                    lambda line, n, src=name, e=ext: self.ignore.add_line(line, src, n, e == ".ign"),
+                )
                 self.report.counts["ignore"] = len(self.ignore)
         for name, ext, text in documents:
             if ext not in IGNORE_EXTENSIONS:
@@ -308,6 +313,8 @@ class _Loader:
             except OSError as exc:
                 raise DatabaseError(f"{path}: cannot read: {exc.strerror}") from None
             if ext in CONTAINER_EXTENSIONS:
+                from garrison.engine.signatures import cvd  # noqa: PLC0415 - parsers are only needed uncached
+
                 container = cvd.read_container(data, str(path))
                 header = container.header
                 self.report.sources.append(
@@ -324,7 +331,9 @@ class _Loader:
                 for member, content in sorted(container.files.items()):
                     member_ext = Path(member).suffix.lower()
                     if member_ext in UNSUPPORTED_EXTENSIONS:
-                        self.report.warnings.append(f"{path}//{member}: this signature format is not supported; skipped")
+                        self.report.warnings.append(
+                            f"{path}//{member}: this signature format is not supported; skipped"
+                        )
                     elif member_ext in KNOWN_EXTENSIONS - CONTAINER_EXTENSIONS:
                         yield f"{path}//{member}", member_ext, content.decode("utf-8", "surrogateescape")
             elif ext in UNSUPPORTED_EXTENSIONS:
@@ -357,13 +366,30 @@ class _Loader:
         if pua_only and not self.pua:
             return
         if ext in HASH_EXTENSIONS | PUA_HASH_EXTENSIONS:
-            kind, count = "hash", self._lines(source, text, lambda line, n: self._hash(self.hashes, line, source, n))
+            kind, count = (
+                "hash",
+                self._lines(source, text, lambda line, n: self._hash(self.hashes, line, source, n)),
+            )
         elif ext in ALLOW_EXTENSIONS:
-            kind, count = "allow", self._lines(source, text, lambda line, n: self._hash(self.allow, line, source, n))
+            kind, count = (
+                "allow",
+                self._lines(source, text, lambda line, n: self._hash(self.allow, line, source, n)),
+            )
         elif ext in BODY_EXTENSIONS | PUA_BODY_EXTENSIONS:
-            kind, count = "body", self._lines(source, text, lambda line, n: self._rule(ndb.parse_ndb_line, line, source, n))
+            # Translators are imported when needed, not at the top: a load from the cache never needs them.
+            from garrison.engine.signatures.ndb import parse_ndb_line  # noqa: PLC0415
+
+            kind, count = (
+                "body",
+                self._lines(source, text, lambda line, n: self._rule(parse_ndb_line, line, source, n)),
+            )
         else:
-            kind, count = "logical", self._lines(source, text, lambda line, n: self._rule(ldb.parse_ldb_line, line, source, n))
+            from garrison.engine.signatures.ldb import parse_ldb_line  # noqa: PLC0415
+
+            kind, count = (
+                "logical",
+                self._lines(source, text, lambda line, n: self._rule(parse_ldb_line, line, source, n)),
+            )
         self.report.counts[kind] += count
         if "//" not in source:
             self.report.sources.append(SourceInfo(source, ext.lstrip("."), count))

@@ -124,11 +124,17 @@ class HashHit:
 class HashTable:
     """Sorted, compact hash signatures; look-ups cost a binary search."""
 
-    ARRAY_NAMES = tuple(
-        f"{a}_{part}"
-        for a in ("md5", "sha1", "sha256")
-        for part in ("keys", "digests", "sizes", "names", "sources", "lines")
-    ) + ("names_blob", "names_offsets", "sources_blob", "sources_offsets")
+    ARRAY_NAMES = (
+        *(
+            f"{a}_{part}"
+            for a in ("md5", "sha1", "sha256")
+            for part in ("keys", "digests", "sizes", "names", "sources", "lines")
+        ),
+        "names_blob",
+        "names_offsets",
+        "sources_blob",
+        "sources_offsets",
+    )
 
     def __init__(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         self._a = arrays

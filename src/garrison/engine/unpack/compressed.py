@@ -39,15 +39,17 @@ def _single(stream: io.BufferedIOBase, data: bytes, ctx: UnpackContext, name: st
 
 @register(FileType.GZ)
 def unpack_gzip(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
-    stream = gzip.GzipFile(fileobj=io.BytesIO(data))
-    yield from _single(stream, data, ctx, _gzip_name(data), "gzip")
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        yield from _single(stream, data, ctx, _gzip_name(data), "gzip")
 
 
 @register(FileType.BZ)
 def unpack_bzip2(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
-    yield from _single(bz2.BZ2File(io.BytesIO(data)), data, ctx, "bzip2-content", "bzip2")
+    with bz2.BZ2File(io.BytesIO(data)) as stream:
+        yield from _single(stream, data, ctx, "bzip2-content", "bzip2")
 
 
 @register(FileType.XZ)
 def unpack_xz(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
-    yield from _single(lzma.LZMAFile(io.BytesIO(data)), data, ctx, "xz-content", "xz")
+    with lzma.LZMAFile(io.BytesIO(data)) as stream:
+        yield from _single(stream, data, ctx, "xz-content", "xz")

@@ -52,22 +52,29 @@ class Member:
 class UnpackContext:
     """What an unpacker may spend on one container."""
 
-    def __init__(
-        self, limits: ScanLimits, max_member_size: int, deadline: float, *, normalize: bool = True
-    ) -> None:
+    def __init__(self, limits: ScanLimits, max_member_size: int, deadline: float, *, normalize: bool = True) -> None:
         self.limits = limits
         self.max_member_size = max_member_size
         self.deadline = deadline
         # False when no loaded signature targets normalised content: unpackers then skip building views.
         self.normalize = normalize
+        # Which limit max_member_size stands for: the per-object size, or what is left of the scan budget.
+        self.size_limit = "max_file_size"
 
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
 
+    def too_large(self, name: str, size: int | None = None) -> Member:
+        """The member to yield for one that is (or expands) over the size allowed."""
+        if self.size_limit == "max_scan_size":
+            return Member(name, skipped="scan size limit reached", limit="max_scan_size")
+        what = f"member of {size} bytes" if size is not None else "member"
+        return Member(name, skipped=f"{what} is over the size limit", limit="max_file_size")
+
     def refuse(self, name: str, size: int | None, compressed: int | None = None) -> Member | None:
         """A member to yield instead of extracting, when its declared sizes already break a limit."""
         if size is not None and size > self.max_member_size:
-            return Member(name, skipped=f"member of {size} bytes is over the size limit", limit="max_file_size")
+            return self.too_large(name, size)
         if ratio_exceeded(self.limits, size, compressed):
             return Member(name, skipped="compression ratio over the limit", limit="max_ratio")
         return None
@@ -99,7 +106,7 @@ def read_bounded(stream: _Readable | IO[bytes], ctx: UnpackContext, name: str, c
         chunks.append(chunk)
         total += len(chunk)
         if total > cap:
-            return Member(name, skipped="member expands past the size limit", limit="max_file_size")
+            return ctx.too_large(name)
         if ratio_exceeded(ctx.limits, total, compressed):
             return Member(name, skipped="compression ratio over the limit", limit="max_ratio")
         if ctx.expired():

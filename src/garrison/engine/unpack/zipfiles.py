@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ def _check_overlaps(infos: list[zipfile.ZipInfo]) -> None:
     archive those ranges are disjoint.
     """
     spans = sorted((i.header_offset, i.header_offset + 30 + len(i.orig_filename) + i.compress_size) for i in infos)
-    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (next_start, _) in itertools.pairwise(spans):
         if next_start < end:
             raise UnpackError("entries overlap each other (a zip bomb)", detection=OVERLAP_DETECTION)
 

@@ -89,7 +89,9 @@ def info(paths: tuple[Path, ...], as_json: bool) -> None:
         "logical": "Logical signatures",
         "yara": "YARA rules",
         "allow": "Allow-list entries",
-        "ignore": "Ignored signature names",
+        "ignore": "Ignore-list entries",
+        "disabled": "Signatures switched off by ignore lists",
+        "gated": "Signatures for other engine levels",
         "skipped": "Skipped (malformed or unsupported)",
     }
     for key, label in labels.items():

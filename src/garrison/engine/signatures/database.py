@@ -287,7 +287,8 @@ class _Loader:
             if ext not in IGNORE_EXTENSIONS:
                 self._document(name, ext, text)
         rules, yara_sources = self._compile()
-        if not self.report.signatures and not len(self.allow):
+        counts = self.report.counts
+        if not (self.report.signatures or len(self.allow) or counts["disabled"] or counts["gated"]):
             raise DatabaseError("no usable signatures were found in the database")
         return Database(
             self.hashes.build(),
@@ -394,19 +395,26 @@ class _Loader:
         if "//" not in source:
             self.report.sources.append(SourceInfo(source, ext.lstrip("."), count))
 
-    def _gated(self, min_flevel: int, max_flevel: int | None) -> bool:
-        return min_flevel > self.flevel or (max_flevel is not None and max_flevel < self.flevel)
+    def _excluded(self, name: str, line: str, min_flevel: int, max_flevel: int | None) -> bool:
+        """True (and counted) when a valid signature is not loaded: too new or old for us, or ignored."""
+        if min_flevel > self.flevel or (max_flevel is not None and max_flevel < self.flevel):
+            self.report.counts["gated"] += 1
+            return True
+        if self.ignore.ignores(name, line):
+            self.report.counts["disabled"] += 1
+            return True
+        return False
 
     def _hash(self, builder: HashTableBuilder, line: str, source: str, lineno: int) -> bool:
         sig = parse_hash_line(line, source, lineno)
-        if self._gated(sig.min_flevel, sig.max_flevel) or self.ignore.ignores(sig.name, line):
+        if self._excluded(sig.name, line, sig.min_flevel, sig.max_flevel):
             return False
         builder.add(sig)
         return True
 
     def _rule(self, parse: Any, line: str, source: str, lineno: int) -> bool:
         sig = parse(line, source, lineno)
-        if self._gated(sig.min_flevel, sig.max_flevel) or self.ignore.ignores(sig.name, line):
+        if self._excluded(sig.name, line, sig.min_flevel, sig.max_flevel):
             return False
         self.rules.append(sig.to_yara(f"c{len(self.rules)}"))
         self.imports.update(sig.imports)

@@ -395,9 +395,9 @@ class _Loader:
         if "//" not in source:
             self.report.sources.append(SourceInfo(source, ext.lstrip("."), count))
 
-    def _excluded(self, name: str, line: str, min_flevel: int, max_flevel: int | None) -> bool:
+    def _excluded(self, name: str, line: str, min_flevel: int | None, max_flevel: int | None) -> bool:
         """True (and counted) when a valid signature is not loaded: too new or old for us, or ignored."""
-        if min_flevel > self.flevel or (max_flevel is not None and max_flevel < self.flevel):
+        if (min_flevel or 0) > self.flevel or (max_flevel is not None and max_flevel < self.flevel):
             self.report.counts["gated"] += 1
             return True
         if self.ignore.ignores(name, line):

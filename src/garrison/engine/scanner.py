@@ -171,7 +171,7 @@ class Engine:
         walk.objects.append(None)
 
         database = self.database
-        digests = hashing.digests(data, database.hash_algorithms)
+        digests = hashing.digests(data, database.algorithms_for(size))
         if digests and database.allowed(digests, size):
             walk.objects[index] = ObjectResult(chain, file_type.value, size, Status.CLEAN, reason=None)
             return

@@ -66,7 +66,7 @@ KNOWN_EXTENSIONS = (
     | LOGICAL_EXTENSIONS | PUA_BODY_EXTENSIONS | PUA_LOGICAL_EXTENSIONS | YARA_EXTENSIONS | CONTAINER_EXTENSIONS
 )  # fmt: skip
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,7 @@ class Database:
         self._yara_sources = yara_sources
         self.normalized_targets = normalized_targets
         self.hash_algorithms = tuple(sorted(set(hashes.algorithms) | set(allow.algorithms)))
+        self._hash_tables = (hashes, allow)
         self._scanner: yara_x.Scanner | None = None
         self._scanner_pid = 0
 
@@ -135,16 +136,22 @@ class Database:
 
     # -- matching -----------------------------------------------------------------------------------------
 
+    def algorithms_for(self, size: int) -> tuple[str, ...]:
+        """The digests worth computing for an object of this size (none, for most sizes)."""
+        return tuple(a for a in self.hash_algorithms if any(t.needs(a, size) for t in self._hash_tables))
+
     def lookup_hashes(self, digests: dict[str, bytes], size: int) -> list[Detection]:
         found = []
         for algorithm in self.hashes.algorithms:
+            if algorithm not in digests:
+                continue
             for hit in self.hashes.lookup(algorithm, digests[algorithm], size):
                 found.append(Detection(hit.name, DetectionKind.HASH, hit.source, f"line {hit.line}"))
         return found
 
     def allowed(self, digests: dict[str, bytes], size: int) -> bool:
         """True when the object is on an allow-list (``.fp``/``.sfp``) and must be treated as clean."""
-        return any(self.allow.lookup(a, digests[a], size) for a in self.allow.algorithms)
+        return any(self.allow.lookup(a, digests[a], size) for a in self.allow.algorithms if a in digests)
 
     def match(
         self,

@@ -100,6 +100,9 @@ class HashTableBuilder:
             arrays[f"{algorithm}_names"] = np.array([r[2] for r in rows], dtype=np.uint32)[order]
             arrays[f"{algorithm}_sources"] = np.array([r[3] for r in rows], dtype=np.uint32)[order]
             arrays[f"{algorithm}_lines"] = np.array([r[4] for r in rows], dtype=np.uint32)[order]
+            sizes = arrays[f"{algorithm}_sizes"]
+            arrays[f"{algorithm}_size_index"] = np.unique(sizes[sizes != ANY_SIZE])
+            arrays[f"{algorithm}_any_size"] = np.array([np.count_nonzero(sizes == ANY_SIZE)], dtype=np.int64)
         arrays["names_blob"], arrays["names_offsets"] = _pack_strings(list(self._names))
         arrays["sources_blob"], arrays["sources_offsets"] = _pack_strings(list(self._sources))
         return HashTable(arrays)
@@ -128,7 +131,7 @@ class HashTable:
         *(
             f"{a}_{part}"
             for a in ("md5", "sha1", "sha256")
-            for part in ("keys", "digests", "sizes", "names", "sources", "lines")
+            for part in ("keys", "digests", "sizes", "names", "sources", "lines", "size_index", "any_size")
         ),
         "names_blob",
         "names_offsets",
@@ -142,6 +145,18 @@ class HashTable:
 
     def __len__(self) -> int:
         return sum(len(self._a[f"{a}_keys"]) for a in ("md5", "sha1", "sha256"))
+
+    def needs(self, algorithm: str, size: int) -> bool:
+        """Whether an object of this size could match at all: most sizes have no signature, so no hashing.
+
+        ClamAV's hash signatures carry the file size for this reason; only ``*`` (unknown size) signatures
+        force every object to be hashed.
+        """
+        if int(self._a[f"{algorithm}_any_size"][0]):
+            return True
+        index = self._a[f"{algorithm}_size_index"]
+        at = int(np.searchsorted(index, size))
+        return at < len(index) and int(index[at]) == size
 
     def count(self, algorithm: str) -> int:
         return len(self._a[f"{algorithm}_keys"])

@@ -61,10 +61,11 @@ def build() -> tuple[Path, Path]:
         _tar_gz({"2026/q3/report.zip": _zip({"report.bin": planted}), "2026/q3/notes.txt": b"clean notes\n"})
     )
     (samples / "mail" / "invoice.eml").write_bytes(_mail("invoice.zip", _zip({"invoice/eicar.com": EICAR})))
-    (database / "demo.hdb").write_text(f"{hashlib.md5(planted).hexdigest()}:{len(planted)}:Demo.Hash.Planted-1\n")
+    planted_md5 = hashlib.md5(planted, usedforsecurity=False).hexdigest()
+    (database / "demo.hdb").write_text(f"{planted_md5}:{len(planted)}:Demo.Hash.Planted-1\n")
     (database / "demo.ndb").write_text(f"Demo.Body.Marker-1:0:*:{MARKER.hex()}\n")
     (database / "demo.yar").write_text(
-        "rule Demo_Marker {\n  strings: $m = \"" + MARKER.decode() + "\"\n  condition: $m\n}\n"
+        'rule Demo_Marker {\n  strings: $m = "' + MARKER.decode() + '"\n  condition: $m\n}\n'
     )
     (database / "demo.ign2").write_text("Some.Signature.Switched.Off-1\n")
     return samples, database

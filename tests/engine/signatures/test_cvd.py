@@ -5,8 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
-import secrets
+import random
 import shutil
 import subprocess
 import tarfile
@@ -62,6 +63,10 @@ REAL_HEADER = (
 _SMALL_PRIMES = [p for p in range(3, 2000, 2) if all(p % q for q in range(3, int(p**0.5) + 1, 2))]
 
 
+# Seeded, so that every run generates the same test keys.
+_RANDOM = random.Random(20261125)
+
+
 def _probably_prime(n: int, rounds: int = 32) -> bool:
     if any(n % p == 0 for p in _SMALL_PRIMES):
         return n in _SMALL_PRIMES
@@ -69,7 +74,7 @@ def _probably_prime(n: int, rounds: int = 32) -> bool:
     while d % 2 == 0:
         d, r = d // 2, r + 1
     for _ in range(rounds):
-        x = pow(secrets.randbelow(n - 3) + 2, d, n)
+        x = pow(_RANDOM.randrange(2, n - 1), d, n)
         if x in (1, n - 1):
             continue
         for _ in range(r - 1):
@@ -83,8 +88,9 @@ def _probably_prime(n: int, rounds: int = 32) -> bool:
 
 def _prime(bits: int, e: int) -> int:
     while True:
-        candidate = secrets.randbits(bits) | (3 << (bits - 2)) | 1
-        if (candidate - 1) % e and _probably_prime(candidate):
+        candidate = _RANDOM.getrandbits(bits) | (3 << (bits - 2)) | 1
+        # e need not be prime (ClamAV's is not): p - 1 must share no factor with it at all.
+        if math.gcd(candidate - 1, e) == 1 and _probably_prime(candidate):
             return candidate
 
 

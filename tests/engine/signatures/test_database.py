@@ -48,7 +48,7 @@ def test_hash_signatures_of_every_length(tmp_path: Path) -> None:
 
 def test_detection_says_which_database_and_line(tmp_path: Path) -> None:
     db = _write(tmp_path / "db", {"a.hdb": f"{'0' * 32}:1:Other-1\n{MD5}:{len(SAMPLE)}:Test.Md5-1\n"})
-    [(obj, detection)] = Engine(load_database([db])).scan_bytes(SAMPLE, "x").detections
+    [(_obj, detection)] = Engine(load_database([db])).scan_bytes(SAMPLE, "x").detections
     assert (detection.database, detection.signature, detection.kind.value) == (str(db / "a.hdb"), "line 2", "hash")
 
 

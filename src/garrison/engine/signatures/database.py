@@ -20,29 +20,24 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yara_x
 
 from garrison import __version__
 from garrison.engine.errors import DatabaseError, SignatureError
+from garrison.engine.filetype import TARGET_HTML, TARGET_TEXT
 from garrison.engine.results import Detection, DetectionKind
+from garrison.engine.signatures import cvd
 from garrison.engine.signatures.hashdb import HashTable, HashTableBuilder, parse_hash_line
 from garrison.engine.signatures.ignore import IgnoreList
+from garrison.engine.signatures.ldb import parse_ldb_line
+from garrison.engine.signatures.ndb import GLOBALS, parse_ndb_line
 
 logger = logging.getLogger(__name__)
 
 #: The ClamAV functionality level this engine claims: signatures that need a newer engine are skipped.
 ENGINE_FLEVEL = 216
-
-#: The yara-x globals the scanner sets for each object; translated signatures gate on them.
-GLOBALS: dict[str, bool | int | str] = {
-    "garrison_target": 0,
-    "garrison_normalized": False,
-    "garrison_type": "",
-    "garrison_container": "",
-    "garrison_intermediates": "",
-}
 
 HASH_EXTENSIONS = {".hdb", ".hsb"}
 PUA_HASH_EXTENSIONS = {".hdu", ".hsu"}
@@ -94,12 +89,6 @@ class LoadReport:
     @property
     def signatures(self) -> int:
         return sum(v for k, v in self.counts.items() if k in ("hash", "body", "logical", "yara"))
-
-
-class _Signature(Protocol):
-    name: str
-
-    def to_yara(self, rule_id: str) -> str: ...
 
 
 class Database:
@@ -321,8 +310,6 @@ class _Loader:
             except OSError as exc:
                 raise DatabaseError(f"{path}: cannot read: {exc.strerror}") from None
             if ext in CONTAINER_EXTENSIONS:
-                from garrison.engine.signatures import cvd  # noqa: PLC0415 - parsers are only needed uncached
-
                 container = cvd.read_container(data, str(path))
                 header = container.header
                 self.report.sources.append(
@@ -384,16 +371,11 @@ class _Loader:
                 self._lines(source, text, lambda line, n: self._hash(self.allow, line, source, n)),
             )
         elif ext in BODY_EXTENSIONS | PUA_BODY_EXTENSIONS:
-            # Translators are imported when needed, not at the top: a load from the cache never needs them.
-            from garrison.engine.signatures.ndb import parse_ndb_line  # noqa: PLC0415
-
             kind, count = (
                 "body",
                 self._lines(source, text, lambda line, n: self._rule(parse_ndb_line, line, source, n)),
             )
         else:
-            from garrison.engine.signatures.ldb import parse_ldb_line  # noqa: PLC0415
-
             kind, count = (
                 "logical",
                 self._lines(source, text, lambda line, n: self._rule(parse_ldb_line, line, source, n)),
@@ -425,7 +407,8 @@ class _Loader:
             return False
         self.rules.append(sig.to_yara(f"c{len(self.rules)}"))
         self.imports.update(sig.imports)
-        self.normalized_targets.update(sig.normalized_targets)
+        if sig.target in (TARGET_HTML, TARGET_TEXT):
+            self.normalized_targets.add(sig.target)
         return True
 
     def _compile(self) -> tuple[yara_x.Rules | None, dict[str, str]]:

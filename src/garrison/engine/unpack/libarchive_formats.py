@@ -75,9 +75,7 @@ def _looks_encrypted(exc: BaseException) -> bool:
 def _unpack(data: bytes, ctx: UnpackContext, kind: str) -> Iterator[Member]:
     with contextlib.ExitStack() as stack:
         try:
-            archive = stack.enter_context(
-                libarchive.memory_reader(data, format_name=kind, filter_name="none")
-            )
+            archive = stack.enter_context(libarchive.memory_reader(data, format_name=kind, filter_name="none"))
         except _ERRORS as exc:
             raise UnpackError(f"corrupt {kind} archive: {_reason(exc)}") from None
         yield from _members(archive, ctx, kind)
@@ -111,7 +109,7 @@ def unpack_ar(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ArchiveError):
-        return str(exc.msg)
+        return str(exc.msg or "truncated or malformed data")
     return str(exc)
 
 

@@ -175,6 +175,6 @@ def unpack_7z(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
         elif not sink.finished:
             yield Member(name, skipped=failure or "corrupt member: checksum mismatch")
         elif sink.total > ctx.max_member_size:
-            yield Member(name, skipped="member expands past the size limit", limit="max_file_size")
+            yield ctx.too_large(name)
         else:
             yield Member(name, data=sink.data())

@@ -228,7 +228,9 @@ class Engine:
         containers: tuple[str, ...],
     ) -> None:
         limits = self.limits
-        context = UnpackContext(limits, 0, walk.deadline, normalize=bool(self.database.normalized_targets))
+        context = UnpackContext(
+            limits, 0, walk.deadline, normalize=bool(self.database.normalized_targets), name=chain[-1]
+        )
         self._budget(context, walk)
         container_type = FileType(containers[-1])
         try:

@@ -1,36 +1,9 @@
 """Unpackers, one container format per module, found through :mod:`.registry`.
 
-Importing this package registers every unpacker.
+Each module registers its unpackers when imported; :func:`unpacker_for` imports the module for a type on first
+use (``registry.MODULES`` says which).
 """
 
-from garrison.engine.unpack import (
-    compressed,
-    html,
-    libarchive_formats,
-    mail,
-    ole2,
-    pdf,
-    rtf,
-    sevenzip,
-    tarfiles,
-    text,
-    zipfiles,
-)
 from garrison.engine.unpack.registry import Member, UnpackContext, unpacker_for
 
-__all__ = [
-    "Member",
-    "UnpackContext",
-    "compressed",
-    "html",
-    "libarchive_formats",
-    "mail",
-    "ole2",
-    "pdf",
-    "rtf",
-    "sevenzip",
-    "tarfiles",
-    "text",
-    "unpacker_for",
-    "zipfiles",
-]
+__all__ = ["Member", "UnpackContext", "unpacker_for"]

@@ -16,16 +16,33 @@ from garrison.engine.unpack.registry import Member, UnpackContext, read_bounded,
 _ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
 
 
-def _gzip_name(data: bytes) -> str:
+# How the command-line tools name what they decompress: the container's name without its suffix.
+_SUFFIXES = {
+    "gzip": {".gz": "", ".tgz": ".tar", ".z": ""},
+    "bzip2": {".bz2": "", ".tbz2": ".tar", ".tbz": ".tar"},
+    "xz": {".xz": "", ".txz": ".tar"},
+}
+
+
+def _content_name(container: str, kind: str) -> str:
+    base = container.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, suffix = base.rpartition(".")
+    replacement = _SUFFIXES[kind].get(f".{suffix.lower()}") if dot else None
+    if replacement is None or not stem:
+        return f"{kind}-content"
+    return stem + replacement
+
+
+def _gzip_name(data: bytes, container: str) -> str:
     # FNAME flag (bit 3): the original file name follows the 10-byte header (after FEXTRA if present).
     if len(data) < 10 or not data[3] & 0x08:
-        return "gzip-content"
+        return _content_name(container, "gzip")
     pos = 10
     if data[3] & 0x04 and len(data) >= 12:
         pos += 2 + int.from_bytes(data[10:12], "little")
     end = data.find(b"\x00", pos, pos + 1024)
     if end <= pos:
-        return "gzip-content"
+        return _content_name(container, "gzip")
     return data[pos:end].decode("latin-1")
 
 
@@ -40,16 +57,16 @@ def _single(stream: io.BufferedIOBase, data: bytes, ctx: UnpackContext, name: st
 @register(FileType.GZ)
 def unpack_gzip(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-        yield from _single(stream, data, ctx, _gzip_name(data), "gzip")
+        yield from _single(stream, data, ctx, _gzip_name(data, ctx.name), "gzip")
 
 
 @register(FileType.BZ)
 def unpack_bzip2(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
     with bz2.BZ2File(io.BytesIO(data)) as stream:
-        yield from _single(stream, data, ctx, "bzip2-content", "bzip2")
+        yield from _single(stream, data, ctx, _content_name(ctx.name, "bzip2"), "bzip2")
 
 
 @register(FileType.XZ)
 def unpack_xz(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
     with lzma.LZMAFile(io.BytesIO(data)) as stream:
-        yield from _single(stream, data, ctx, "xz-content", "xz")
+        yield from _single(stream, data, ctx, _content_name(ctx.name, "xz"), "xz")

@@ -12,6 +12,7 @@ An unpacker is a generator ``unpack(data, ctx) -> Iterator[Member]``. It must:
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,8 +53,12 @@ class Member:
 class UnpackContext:
     """What an unpacker may spend on one container."""
 
-    def __init__(self, limits: ScanLimits, max_member_size: int, deadline: float, *, normalize: bool = True) -> None:
+    def __init__(
+        self, limits: ScanLimits, max_member_size: int, deadline: float, *, normalize: bool = True, name: str = ""
+    ) -> None:
         self.limits = limits
+        # The container's own name (last link of its chain), for formats that name their content after it.
+        self.name = name
         self.max_member_size = max_member_size
         self.deadline = deadline
         # False when no loaded signature targets normalised content: unpackers then skip building views.
@@ -118,6 +123,28 @@ Unpacker = Callable[[bytes, UnpackContext], Iterator[Member]]
 
 _REGISTRY: dict[FileType, Unpacker] = {}
 
+#: Which module unpacks which type. Modules are imported on first use: some libraries they use (oletools,
+#: py7zr, pikepdf) take tens of milliseconds to import, which every short ``garrison scan`` would pay.
+MODULES: dict[FileType, str] = {
+    FileType.ZIP: "zipfiles",
+    FileType.GZ: "compressed",
+    FileType.BZ: "compressed",
+    FileType.XZ: "compressed",
+    FileType.TAR: "tarfiles",
+    FileType.SEVENZIP: "sevenzip",
+    FileType.CPIO: "libarchive_formats",
+    FileType.CAB: "libarchive_formats",
+    FileType.RAR: "libarchive_formats",
+    FileType.ISO: "libarchive_formats",
+    FileType.AR: "libarchive_formats",
+    FileType.OLE2: "ole2",
+    FileType.PDF: "pdf",
+    FileType.MAIL: "mail",
+    FileType.RTF: "rtf",
+    FileType.HTML: "html",
+    FileType.TEXT: "text",
+}
+
 
 def register(*file_types: FileType) -> Callable[[Unpacker], Unpacker]:
     """Declare the decorated function as the unpacker for these types."""
@@ -134,4 +161,8 @@ def register(*file_types: FileType) -> Callable[[Unpacker], Unpacker]:
 
 def unpacker_for(file_type: FileType) -> Unpacker | None:
     """The unpacker for a type, or None when objects of that type are scanned as they are."""
-    return _REGISTRY.get(file_type)
+    found = _REGISTRY.get(file_type)
+    if found is None and file_type in MODULES:
+        importlib.import_module(f"{__package__}.{MODULES[file_type]}")
+        found = _REGISTRY.get(file_type)
+    return found

@@ -550,6 +550,15 @@ class LogicalSignature:
         return self.tdb.target
 
     @property
+    def min_flevel(self) -> int:
+        """The lowest engine functionality level the ``Engine:`` range admits (0 when there is none)."""
+        return self.tdb.engine[0] if self.tdb.engine else 0
+
+    @property
+    def max_flevel(self) -> int | None:
+        return self.tdb.engine[1] if self.tdb.engine else None
+
+    @property
     def imports(self) -> frozenset[str]:
         """yara-x modules the rule text needs (``import "pe"`` etc. must precede it in the compiled source)."""
         return self._imports

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -54,3 +54,25 @@ def clamscan_matches(db_dir: Path, files: list[Path]) -> set[tuple[str, str]]:
 
 
 needs_clamscan = pytest.mark.skipif(CLAMSCAN is None, reason="clamscan is not installed")
+
+
+def cross_check(
+    tmp_path: Path, db_name: str, lines: list[str], parse: Callable[[str, str, int], object], samples: dict[str, bytes]
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(what Garrison's translated rules find, what clamscan finds) for the same signatures and samples."""
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / db_name).write_text("\n".join(lines) + "\n")
+    files = []
+    for name, data in samples.items():
+        (tmp_path / name).write_bytes(data)
+        files.append(tmp_path / name)
+    expected = clamscan_matches(db, files)
+    sigs = [parse(line, db_name, n) for n, line in enumerate(lines, 1)]
+    rules = compile_rules((s.to_yara(f"r{n}"), s.imports) for n, s in enumerate(sigs))  # type: ignore[attr-defined]
+    got = {
+        (name, found)
+        for name, data in samples.items()
+        for found in yara_names(rules, data, garrison_target=0, garrison_normalized=False)
+    }
+    return got, expected

@@ -9,7 +9,7 @@ import pytest
 from garrison.engine.errors import SignatureError
 from garrison.engine.signatures.ldb import parse_ldb_line
 
-from .helpers import clamscan_matches, compile_rules, needs_clamscan, yara_names
+from .helpers import compile_rules, cross_check, needs_clamscan, yara_names
 
 E = "Engine:81-255,Target:0"
 
@@ -137,21 +137,7 @@ SAMPLES = {
 @pytest.mark.clamav
 @needs_clamscan
 def test_matches_clamscan(tmp_path: Path) -> None:
-    db = tmp_path / "db"
-    db.mkdir()
-    (db / "cross.ldb").write_text("\n".join(CROSS_SIGS) + "\n")
-    files = []
-    for name, data in SAMPLES.items():
-        (tmp_path / name).write_bytes(data)
-        files.append(tmp_path / name)
-    expected = clamscan_matches(db, files)
-    sigs = [parse_ldb_line(line, "cross.ldb", n) for n, line in enumerate(CROSS_SIGS, 1)]
-    rules = compile_rules((s.to_yara(f"r{n}"), s.imports) for n, s in enumerate(sigs))
-    got = {
-        (name, found)
-        for name, data in SAMPLES.items()
-        for found in yara_names(rules, data, garrison_target=0, garrison_normalized=False)
-    }
+    got, expected = cross_check(tmp_path, "cross.ldb", CROSS_SIGS, parse_ldb_line, SAMPLES)
     assert got == expected
     assert len(expected) > 25
 

@@ -9,7 +9,7 @@ import pytest
 from garrison.engine.errors import SignatureError
 from garrison.engine.signatures.ndb import parse_ndb_line
 
-from .helpers import clamscan_matches, compile_rules, needs_clamscan, yara_names
+from .helpers import compile_rules, cross_check, needs_clamscan, yara_names
 
 
 @pytest.mark.parametrize(
@@ -130,21 +130,7 @@ SAMPLES = {
 @pytest.mark.clamav
 @needs_clamscan
 def test_matches_clamscan(tmp_path: Path) -> None:
-    db = tmp_path / "db"
-    db.mkdir()
-    (db / "cross.ndb").write_text("\n".join(CROSS_SIGS) + "\n")
-    files = []
-    for name, data in SAMPLES.items():
-        (tmp_path / name).write_bytes(data)
-        files.append(tmp_path / name)
-    expected = clamscan_matches(db, files)
-    sigs = [parse_ndb_line(line, "cross.ndb", n) for n, line in enumerate(CROSS_SIGS, 1)]
-    rules = compile_rules((s.to_yara(f"r{n}"), s.imports) for n, s in enumerate(sigs))
-    got = {
-        (name, found)
-        for name, data in SAMPLES.items()
-        for found in yara_names(rules, data, garrison_target=0, garrison_normalized=False)
-    }
+    got, expected = cross_check(tmp_path, "cross.ndb", CROSS_SIGS, parse_ndb_line, SAMPLES)
     assert got == expected
     assert len(expected) > 20
 

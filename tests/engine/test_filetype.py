@@ -51,3 +51,15 @@ def test_tar_is_detected_by_its_ustar_magic() -> None:
     header = bytearray(512)
     header[257:262] = b"ustar"
     assert detect(bytes(header)) is FileType.TAR
+
+
+def _cpio_binary_header(mode: int, name: bytes) -> bytes:
+    header = struct.pack("<13H", 0o070707, 0, 1, mode, 0, 0, 1, 0, 0, 0, len(name) + 1, 0, 4)
+    return header + name + b"\0" + b"data"
+
+
+def test_binary_cpio_needs_a_sane_header() -> None:
+    assert detect(_cpio_binary_header(0o100644, b"file.txt")) is FileType.CPIO
+    # Random data that only shares the two magic bytes is not an archive.
+    assert detect(b"\xc7\x71" + bytes(range(200))) is FileType.BINARY
+    assert detect(_cpio_binary_header(0o777, b"x")) is FileType.BINARY

@@ -103,8 +103,6 @@ _PREFIXES: tuple[tuple[bytes, FileType], ...] = (
     (b"070701", FileType.CPIO),
     (b"070702", FileType.CPIO),
     (b"070707", FileType.CPIO),
-    (b"\xc7\x71", FileType.CPIO),
-    (b"\x71\xc7", FileType.CPIO),
     (b"!<arch>\n", FileType.AR),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", FileType.OLE2),
     (b"{\\rt", FileType.RTF),
@@ -154,6 +152,8 @@ def detect(data: bytes | memoryview) -> FileType:
             return file_type
     if head.startswith(b"MZ"):
         return _pe_or_binary(head, data)
+    if head[:2] in (b"\xc7\x71", b"\x71\xc7") and _is_binary_cpio(head):
+        return FileType.CPIO
     if head.startswith(b"\xca\xfe\xba\xbe") and len(head) >= 8:
         # Shared magic: a Mach-O universal binary has a small architecture count where a Java class has its
         # version numbers.
@@ -185,6 +185,18 @@ def _pe_or_binary(head: bytes, data: bytes | memoryview) -> FileType:
     if e_lfanew + 4 <= len(data) and bytes(data[e_lfanew : e_lfanew + 4]) == b"PE\x00\x00":
         return FileType.PE
     return FileType.BINARY
+
+
+def _is_binary_cpio(head: bytes) -> bool:
+    """A two-byte magic is weak: also require a sane first header (a file type, a NUL-terminated name)."""
+    if len(head) < 27:
+        return False
+    order = "<" if head[:2] == b"\xc7\x71" else ">"
+    mode, namesize = struct.unpack_from(f"{order}H", head, 6)[0], struct.unpack_from(f"{order}H", head, 20)[0]
+    known_types = {0o010000, 0o020000, 0o040000, 0o060000, 0o100000, 0o120000, 0o140000}
+    if mode & 0o170000 not in known_types or not 1 <= namesize <= 1024 or 26 + namesize > len(head):
+        return False
+    return head[26 + namesize - 1] == 0
 
 
 def _is_text(head: bytes) -> bool:

@@ -13,14 +13,15 @@ from garrison.engine.eicar import EICAR
 @pytest.mark.parametrize(
     ("data", "name", "member"),
     [
-        (gzip.compress(EICAR), "eicar.com.gz", "eicar.com"),
-        (gzip.compress(EICAR), "backup.TGZ", "backup.tar"),
-        (gzip.compress(EICAR), "noext", "gzip-content"),
+        (gzip.compress(EICAR, mtime=0), "eicar.com.gz", "eicar.com"),
+        (gzip.compress(EICAR, mtime=0), "backup.TGZ", "backup.tar"),
+        (gzip.compress(EICAR, mtime=0), "noext", "gzip-content"),
         (bz2.compress(EICAR), "dir/eicar.bz2", "eicar"),
         (bz2.compress(EICAR), "a.tbz2", "a.tar"),
         (lzma.compress(EICAR), "x.txz", "x.tar"),
         (lzma.compress(EICAR), ".xz", "xz-content"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "data",
 )
 def test_member_named_like_the_tools_name_it(data: bytes, name: str, member: str) -> None:
     result = Engine().scan_bytes(data, name)
@@ -38,7 +39,7 @@ def test_gzip_original_name_wins() -> None:
     assert result.detections[0][0].chain == ("renamed.gz", "original.exe")
 
 
-@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress], ids=["gzip", "bzip2", "xz"])
 def test_bombs_stop_at_the_size_limit(compress: object) -> None:
     data = compress(b"\0" * (8 * 1024 * 1024))  # type: ignore[operator]
     result = Engine(limits=ScanLimits(max_file_size=1024 * 1024, max_ratio=0)).scan_bytes(data, "bomb")
@@ -46,7 +47,11 @@ def test_bombs_stop_at_the_size_limit(compress: object) -> None:
     assert "size limit" in (result.reason or "")
 
 
-@pytest.mark.parametrize("data", [gzip.compress(b"x" * 1000)[:20], bz2.compress(b"x" * 1000)[:-5], b"\xfd7zXZ\x00junk"])
+@pytest.mark.parametrize(
+    "data",
+    [gzip.compress(b"x" * 1000, mtime=0)[:20], bz2.compress(b"x" * 1000)[:-5], b"\xfd7zXZ\x00junk"],
+    ids=["gzip", "bzip2", "xz"],
+)
 def test_corrupt_streams(data: bytes) -> None:
     result = Engine().scan_bytes(data, "corrupt")
     assert result.status is Status.INCOMPLETE

@@ -260,7 +260,7 @@ def scan(
 
 
 def _scan_with_progress(engine: Engine, found: list[Found], jobs: int | None, show: bool) -> Iterator[ScanResult]:
-    results = scan_files(engine, [f.path for f in found], jobs)
+    results = scan_files(engine, [(f.path, f.size) for f in found], jobs)
     if not show:
         yield from results
         return

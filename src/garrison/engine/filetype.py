@@ -192,7 +192,8 @@ def _is_binary_cpio(head: bytes) -> bool:
     if len(head) < 27:
         return False
     order = "<" if head[:2] == b"\xc7\x71" else ">"
-    mode, namesize = struct.unpack_from(f"{order}H", head, 6)[0], struct.unpack_from(f"{order}H", head, 20)[0]
+    mode: int = struct.unpack_from(f"{order}H", head, 6)[0]
+    namesize: int = struct.unpack_from(f"{order}H", head, 20)[0]
     known_types = {0o010000, 0o020000, 0o040000, 0o060000, 0o100000, 0o120000, 0o140000}
     if mode & 0o170000 not in known_types or not 1 <= namesize <= 1024 or 26 + namesize > len(head):
         return False

@@ -1,0 +1,76 @@
+"""The process pool: every file gets exactly one result, even when a worker hangs or dies."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from garrison.engine import Engine, ScanLimits, Status
+from garrison.engine import pool as pool_module
+from garrison.engine.eicar import EICAR
+from garrison.engine.pool import scan_files
+from tests.conftest import zip_bytes
+
+
+def _files(directory: Path, count: int, data: bytes) -> list[tuple[str, int]]:
+    directory.mkdir(exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = directory / f"f{i:03d}.zip"
+        path.write_bytes(data)
+        paths.append((str(path), len(data)))
+    return paths
+
+
+def test_results_for_every_file_in_parallel(tmp_path: Path) -> None:
+    paths = _files(tmp_path / "many", 40, zip_bytes({"eicar.com": EICAR}))
+    results = list(scan_files(Engine(), paths, jobs=2))
+    assert sorted(r.path for r in results) == sorted(p for p, _ in paths)
+    assert {r.status for r in results} == {Status.INFECTED}
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_over_its_time_is_stopped_and_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No grace and a tiny limit: the watchdog stops workers mid-file; every file still gets one result.
+    monkeypatch.setattr(pool_module, "GRACE_SECONDS", 0.0)
+    members = {f"m{i}.txt": os.urandom(2048) for i in range(300)}
+    paths = _files(tmp_path / "slow", 6, zip_bytes(members))
+    engine = Engine(limits=ScanLimits(max_scan_time=0.001))
+    results = list(scan_files(engine, paths, jobs=2))
+    assert sorted(r.path for r in results) == sorted(p for p, _ in paths)
+    assert all(r.status is Status.INCOMPLETE for r in results)
+    assert any(r.reason == "scan time limit reached; the scan was stopped" for r in results)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_crashed_worker_is_reported_and_the_scan_goes_on(tmp_path: Path) -> None:
+    members = {f"m{i}.txt": os.urandom(4096) for i in range(2000)}
+    paths = _files(tmp_path / "crash", 6, zip_bytes(members))
+    killed: list[int] = []
+
+    def kill_first_worker() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            children = multiprocessing.active_children()
+            if children:
+                time.sleep(0.05)  # let it start on its first file
+                os.kill(children[0].pid or 0, signal.SIGKILL)
+                killed.append(children[0].pid or 0)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=kill_first_worker)
+    thread.start()
+    results = list(scan_files(Engine(), paths, jobs=2))
+    thread.join()
+    assert killed
+    assert sorted(r.path for r in results) == sorted(p for p, _ in paths)
+    crashed = [r for r in results if r.status is Status.ERROR]
+    assert len(crashed) == 1
+    assert crashed[0].reason == "the scanner process crashed on this file"
+    assert all(r.status is Status.CLEAN for r in results if r not in crashed)

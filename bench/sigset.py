@@ -79,7 +79,8 @@ def _static(rng: random.Random, lo: int, hi: int) -> Token:
 
 
 def _segment(rng: random.Random, fixed: bool) -> list[Token]:
-    out: list[Token] = [_static(rng, 4, 8)]
+    # At least 8 static bytes up front: random data must not hit a signature by chance (2 GB, 50,000 sigs).
+    out: list[Token] = [_static(rng, 8, 12)]
     for _ in range(rng.choice((0, 1, 1, 2))):
         kind = rng.choice(("any", "nib", "alt", "alt2"))
         if kind == "any":
@@ -407,7 +408,7 @@ class YaraRule:
     def rule(self) -> str:
         strings = "".join(f"    $s{i} = {s.render()}\n" for i, s in enumerate(self.strings))
         return (
-            f"rule {self.name} {{\n  meta:\n    source = \"garrison-bench\"\n  strings:\n{strings}"
+            f'rule {self.name} {{\n  meta:\n    source = "garrison-bench"\n  strings:\n{strings}'
             f"  condition:\n    {self.condition()}\n}}\n"
         )
 
@@ -482,7 +483,7 @@ class PlantedHash:
 @dataclass
 class SigsetInfo:
     db_dir: Path
-    yara_file: Path
+    yara_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
     names_in_yara: int = 0
 
@@ -521,33 +522,36 @@ def write_sigset(
     planted_hashes: Sequence[PlantedHash],
     progress: object = None,
 ) -> SigsetInfo:
-    """Write ``out_dir/db`` (ClamAV formats + native .yar) and ``out_dir/yara/all.yar`` (everything as YARA)."""
+    """Write ``out_dir/db`` (ClamAV formats + native .yar) and ``out_dir/yara/{ndb,ldb,yara}.yar`` (as YARA)."""
     db = out_dir / "db"
     ydir = out_dir / "yara"
     db.mkdir(parents=True, exist_ok=True)
     ydir.mkdir(parents=True, exist_ok=True)
-    info = SigsetInfo(db, ydir / "all.yar")
+    info = SigsetInfo(db, ydir)
     for kind, count, ext in (("md5", size.md5, "hdb"), ("sha256", size.sha256, "hsb")):
         planted = [p for p in planted_hashes if p.kind == kind]
         with (db / f"bench.{ext}").open("w") as fh:
             fh.writelines(line + "\n" for line in _random_hash_lines(seed, kind, count, planted))
         info.counts[ext] = count
-    with (db / "bench.ndb").open("w") as ndb, info.yara_file.open("w") as yall:
-        yall.write("// Garrison benchmark: body, logical and native YARA signatures as one YARA file.\n\n")
+    header = "// Garrison benchmark ({}): the same detection logic as bench.{} in the ClamAV database.\n\n"
+    with (db / "bench.ndb").open("w") as ndb, (ydir / "ndb.yar").open("w") as yndb:
+        yndb.write(header.format("body signatures as YARA hex rules", "ndb"))
         for i in range(size.ndb):
             sig = body_sig(seed, i)
             ndb.write(sig.clamav_line() + "\n")
-            yall.write(sig.yara_rule())
-        with (db / "bench.ldb").open("w") as ldb:
-            for i in range(size.ldb):
-                lsig = logical_sig(seed, i)
-                ldb.write(lsig.clamav_line() + "\n")
-                yall.write(lsig.yara_rule())
-        with (db / "bench.yar").open("w") as yfile:
-            for i in range(size.yara):
-                text = yara_rule(seed, i).rule()
-                yfile.write(text)
-                yall.write(text)
+            yndb.write(sig.yara_rule())
+    with (db / "bench.ldb").open("w") as ldb, (ydir / "ldb.yar").open("w") as yldb:
+        yldb.write(header.format("logical signatures as YARA rules", "ldb"))
+        for i in range(size.ldb):
+            lsig = logical_sig(seed, i)
+            ldb.write(lsig.clamav_line() + "\n")
+            yldb.write(lsig.yara_rule())
+    with (db / "bench.yar").open("w") as yfile, (ydir / "yara.yar").open("w") as ynat:
+        ynat.write(header.format("native YARA rules", "yar"))
+        for i in range(size.yara):
+            text = yara_rule(seed, i).rule()
+            yfile.write(text)
+            ynat.write(text)
     info.counts.update(ndb=size.ndb, ldb=size.ldb, yar=size.yara)
     info.names_in_yara = size.ndb + size.ldb + size.yara
     (out_dir / "sigset.json").write_text(

@@ -61,6 +61,10 @@ def _database() -> dict[str, str]:
                 f"Parity.Body.Eof-1:0:EOF-8:{b'TAILMARK'.hex()}",
                 f"Parity.Body.Ignored-1:0:*:{b'IGNORED-PATTERN'.hex()}",
                 f"Parity.Body.Never-1:0:0:{b'HEADERMARK'.hex()}",
+                f"Parity.Body.Shift-1:0:5,4:{b'HEADERMARK'.hex()}",
+                f"Parity.Body.ShiftMiss-1:0:0,7:{b'HEADERMARK'.hex()}",
+                f"Parity.Body.EofShift-1:0:EOF-10,2:{b'TAILMARK'.hex()}",
+                f"Parity.Body.EofMiss-1:0:EOF-7,3:{b'TAILMARK'.hex()}",
             ]
         )
         + "\n",

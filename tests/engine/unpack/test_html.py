@@ -42,9 +42,12 @@ def test_normalised_view_scripts_and_data_uris() -> None:
 
 def test_no_view_when_normalisation_is_off() -> None:
     ctx = UnpackContext(make_ctx().limits, 1 << 20, make_ctx().deadline, normalize=False)
-    names = [m.name for m in unpack_html(PAGE, ctx)]
-    assert "html-normalized" not in names
-    assert "script1" in names
+    members = by_name(unpack_html(PAGE, ctx))
+    assert "html-normalized" not in members
+    # Without a view to build, scripts and data: URIs are still extracted, the same as with one.
+    assert members["script1"].data == b"var A = 'X5O!P';\n  eval(A);"
+    assert members["data-uri1"].data == EICAR
+    assert members["data-uri2"].data == b"hello world"
 
 
 def test_pages_over_the_normalisation_limit_are_left_alone() -> None:

@@ -32,7 +32,7 @@ from garrison.engine.signatures import cvd
 from garrison.engine.signatures.hashdb import HashTable, HashTableBuilder, parse_hash_line
 from garrison.engine.signatures.ignore import IgnoreList
 from garrison.engine.signatures.ldb import parse_ldb_line
-from garrison.engine.signatures.ndb import GLOBALS, parse_ndb_line
+from garrison.engine.signatures.ndb import GLOBALS, BodySignature, Placement, parse_ndb_line, target_gate
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ KNOWN_EXTENSIONS = (
     | LOGICAL_EXTENSIONS | PUA_BODY_EXTENSIONS | PUA_LOGICAL_EXTENSIONS | YARA_EXTENSIONS | CONTAINER_EXTENSIONS
 )  # fmt: skip
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+#: Body signatures checkable from match offsets alone share YARA rules, this many patterns per rule.
+BUCKET_SIZE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,16 @@ class SourceInfo:
     build_time: str | None = None
     functionality_level: int | None = None
     signed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketEntry:
+    """A body signature that shares a YARA rule with others: who it is, and where its match must start."""
+
+    name: str
+    source: str
+    line: int
+    placement: Placement
 
 
 @dataclass
@@ -105,8 +117,10 @@ class Database:
         report: LoadReport,
         yara_sources: dict[str, str],
         normalized_targets: frozenset[int],
+        buckets: list[BucketEntry] | None = None,
     ) -> None:
         self.hashes = hashes
+        self._buckets = buckets or []
         self.allow = allow
         self.rules = rules
         self.report = report
@@ -164,7 +178,24 @@ class Database:
         scanner.set_global("garrison_intermediates", intermediates)
         if timeout is not None:
             scanner.set_timeout(max(1, int(timeout)))
-        return [self._detection(rule) for rule in scanner.scan(data).matching_rules]
+        found: list[Detection] = []
+        for rule in scanner.scan(data).matching_rules:
+            if rule.namespace == "bucket":
+                found.extend(self._bucket_detections(rule, len(data)))
+            else:
+                found.append(self._detection(rule))
+        return found
+
+    def _bucket_detections(self, rule: yara_x.Rule, size: int) -> list[Detection]:
+        found = []
+        for pattern in rule.patterns:
+            matches = pattern.matches
+            if not matches:
+                continue
+            entry = self._buckets[int(pattern.identifier[2:])]
+            if any(entry.placement.accepts(match.offset, size) for match in matches):
+                found.append(Detection(entry.name, DetectionKind.BODY, entry.source, f"line {entry.line}"))
+        return found
 
     def _get_scanner(self) -> yara_x.Scanner:
         if self._scanner is None or self._scanner_pid != os.getpid():
@@ -267,6 +298,8 @@ class _Loader:
         self.imports: set[str] = set()
         self.yara_files: list[tuple[str, str]] = []
         self.normalized_targets: set[int] = set()
+        self.buckets: list[BucketEntry] = []
+        self.bucket_patterns: dict[int, list[tuple[int, str]]] = {}
 
     def load(self, files: list[Path]) -> Database:
         documents = list(self._documents(files))
@@ -293,6 +326,7 @@ class _Loader:
             self.report,
             yara_sources,
             frozenset(self.normalized_targets),
+            self.buckets,
         )
 
     def _warn(self, error: SignatureError | str) -> None:
@@ -405,19 +439,27 @@ class _Loader:
         sig = parse(line, source, lineno)
         if self._excluded(sig.name, line, sig.min_flevel, sig.max_flevel):
             return False
-        self.rules.append(sig.to_yara(f"c{len(self.rules)}"))
-        self.imports.update(sig.imports)
+        placement = sig.placement() if isinstance(sig, BodySignature) else None
+        if placement is not None:
+            self.bucket_patterns.setdefault(sig.target, []).append((len(self.buckets), sig.pattern))
+            self.buckets.append(BucketEntry(sig.name, sig.source, sig.line, placement))
+        else:
+            self.rules.append(sig.to_yara(f"c{len(self.rules)}"))
+            self.imports.update(sig.imports)
         if sig.target in (TARGET_HTML, TARGET_TEXT):
             self.normalized_targets.add(sig.target)
         return True
 
     def _compile(self) -> tuple[yara_x.Rules | None, dict[str, str]]:
-        if not self.rules and not self.yara_files:
+        if not self.rules and not self.yara_files and not self.buckets:
             return None, {}
         compiler = yara_x.Compiler()
         for name, value in GLOBALS.items():
             compiler.define_global(name, value)
         yara_sources: dict[str, str] = {}
+        if self.buckets:
+            compiler.new_namespace("bucket")
+            compiler.add_source(_bucket_rules(self.bucket_patterns), origin="translated ClamAV body signatures")
         if self.rules:
             compiler.new_namespace("clamav")
             header = "".join(f'import "{module}"\n' for module in sorted(self.imports))
@@ -437,6 +479,19 @@ class _Loader:
             self.report.counts["yara"] += per_namespace[namespace]
             self.report.sources.append(SourceInfo(source, "yara", per_namespace[namespace]))
         return rules, yara_sources
+
+
+def _bucket_rules(patterns: dict[int, list[tuple[int, str]]]) -> str:
+    """Rules of up to BUCKET_SIZE patterns each, per target type; ``$p<n>`` is entry n of the bucket table."""
+    rules = []
+    for target, entries in sorted(patterns.items()):
+        for start in range(0, len(entries), BUCKET_SIZE):
+            strings = "".join(f"    $p{index} = {text}\n" for index, text in entries[start : start + BUCKET_SIZE])
+            rules.append(
+                f"rule b{target}_{start // BUCKET_SIZE} {{\n  strings:\n{strings}"
+                f"  condition:\n    {target_gate(target)} and any of them\n}}\n"
+            )
+    return "\n".join(rules)
 
 
 def _first_line(exc: Exception) -> str:
@@ -464,6 +519,10 @@ def _save_cached(database: Database, cache_dir: Path, key: str) -> None:
             "warnings": database.report.warnings,
             "yara_sources": database._yara_sources,
             "normalized_targets": sorted(database.normalized_targets),
+            "buckets": [
+                [e.name, e.source, e.line, e.placement.kind, e.placement.value, e.placement.shift]
+                for e in database._buckets
+            ],
         }
         (work / "meta.json").write_text(json.dumps(meta))
         target = cache_dir / key
@@ -498,6 +557,10 @@ def _load_cached(directory: Path) -> Database | None:
             report,
             dict(meta["yara_sources"]),
             frozenset(meta["normalized_targets"]),
+            [
+                BucketEntry(n, src, line, Placement(kind, value, shift))
+                for n, src, line, kind, value, shift in meta["buckets"]
+            ],
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if directory.exists():

@@ -241,6 +241,24 @@ def render_pattern(pattern: HexPattern, source: str, lineno: int) -> YaraPattern
         raise SignatureError(source, lineno, str(exc)) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a bucketed pattern's match must start, checked from its match offsets after the scan.
+
+    ``kind`` is ``any``, ``abs`` (``n``) or ``eof`` (``EOF-n``); ``shift`` is ClamAV's MaxShift.
+    """
+
+    kind: str
+    value: int = 0
+    shift: int = 0
+
+    def accepts(self, start: int, size: int) -> bool:
+        if self.kind == "any":
+            return True
+        base = self.value if self.kind == "abs" else size - self.value
+        return base <= start <= base + self.shift
+
+
 @dataclass(frozen=True)
 class BodySignature:
     """One ``.ndb`` signature.
@@ -270,6 +288,22 @@ class BodySignature:
         """yara-x modules the rule text needs (``import "pe"`` etc. must precede it in the compiled source)."""
         module = self._offset.module(self.target)
         return frozenset({module}) if module else frozenset()
+
+    @property
+    def pattern(self) -> str:
+        """The YARA pattern (hex string or regex) the signature's bytes become."""
+        return self._pattern.text
+
+    def placement(self) -> Placement | None:
+        """The offset check as data when it needs nothing but the match offsets and the object's size.
+
+        Such signatures can share one YARA rule with thousands of others and be told apart afterwards, which
+        saves evaluating thousands of rule conditions for every object; None when the check needs a yara-x
+        module (entry point, sections) or per-match tests in the rule.
+        """
+        if self._offset.kind not in ("any", "abs", "eof") or self._pattern.left:
+            return None
+        return Placement(self._offset.kind, self._offset.value, self._offset.shift or 0)
 
     def to_yara(self, rule_id: str) -> str:
         """One complete YARA rule (without import lines) named ``rule_id``."""

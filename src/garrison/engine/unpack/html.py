@@ -26,6 +26,10 @@ _WHITESPACE = re.compile(r"\s+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _DATA_URI = re.compile(r"data:([a-z0-9!#$&^_.+/-]*)((?:;[a-z0-9!#$&^_.+=-]*)*),([^\"'\s)<>]*)", re.IGNORECASE)
 _RAW_TEXT = frozenset({"script", "style"})
+# Without a normalised view to build, a full parse is wasted work (html.parser runs at a few MB/s): scripts
+# and data: URIs are found with expressions instead.
+_SCRIPT = re.compile(rb"<script\b[^>]*>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
+_DATA_URI_BYTES = re.compile(_DATA_URI.pattern.encode(), re.IGNORECASE)
 
 
 def _normalise_text(text: str) -> str:
@@ -103,6 +107,9 @@ def _bounded(name: str, payload: bytes, ctx: UnpackContext) -> Member:
 def unpack_html(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
     if len(data) > ctx.limits.max_html_normalize:
         return
+    if not ctx.normalize:
+        yield from _scripts_and_uris(data, ctx)
+        return
     text = data.decode("utf-8", "surrogateescape")
     parser = _Normaliser(build_view=ctx.normalize)
     try:
@@ -117,5 +124,15 @@ def unpack_html(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
         yield _bounded(f"script{index}", script.encode("utf-8", "surrogateescape"), ctx)
     for index, uri in enumerate(parser.uris, 1):
         payload = _decode_uri(uri)
+        if payload:
+            yield _bounded(f"data-uri{index}", payload, ctx)
+
+
+def _scripts_and_uris(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
+    scripts = (m.group(1) for m in _SCRIPT.finditer(data))
+    for index, script in enumerate((s for s in scripts if s.strip()), 1):
+        yield _bounded(f"script{index}", script, ctx)
+    for index, match in enumerate(_DATA_URI_BYTES.finditer(data), 1):
+        payload = _decode_uri(match.group(0).decode("latin-1"))
         if payload:
             yield _bounded(f"data-uri{index}", payload, ctx)

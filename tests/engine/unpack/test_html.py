@@ -34,8 +34,8 @@ def test_normalised_view_scripts_and_data_uris() -> None:
     assert "hidden comment" not in text
     assert "  " not in text and "\n" not in text
     assert text == text.lower()
-    assert members["script1"].data == b"var A = 'X5O!P';\n  eval(A);"
-    assert not members["script1"].normalized
+    assert members["javascript"].data == b"var A = 'X5O!P';\n  eval(A);"
+    assert not members["javascript"].normalized
     assert members["data-uri1"].data == EICAR
     assert members["data-uri2"].data == b"hello world"
 
@@ -45,7 +45,7 @@ def test_no_view_when_normalisation_is_off() -> None:
     members = by_name(unpack_html(PAGE, ctx))
     assert "html-normalized" not in members
     # Without a view to build, scripts and data: URIs are still extracted, the same as with one.
-    assert members["script1"].data == b"var A = 'X5O!P';\n  eval(A);"
+    assert members["javascript"].data == b"var A = 'X5O!P';\n  eval(A);"
     assert members["data-uri1"].data == EICAR
     assert members["data-uri2"].data == b"hello world"
 
@@ -74,3 +74,12 @@ def test_malformed_html(page: bytes) -> None:
     members = list(unpack_html(page, make_ctx()))
     assert members[0].name == "html-normalized"
     assert all(isinstance(m.data, bytes) or m.skipped for m in members)
+
+
+def test_all_scripts_of_a_page_are_one_member() -> None:
+    page = b"<html><body>" + b"".join(b"<script>f%d()</script>" % i for i in range(30)) + b"</body></html>"
+    for normalize in (True, False):
+        ctx = UnpackContext(make_ctx().limits, 1 << 20, make_ctx().deadline, normalize=normalize)
+        scripts = [m for m in unpack_html(page, ctx) if m.name == "javascript"]
+        assert len(scripts) == 1
+        assert scripts[0].data == b"\n".join(b"f%d()" % i for i in range(30))

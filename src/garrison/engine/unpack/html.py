@@ -5,7 +5,7 @@ comments dropped, tags rewritten as ``<tag attr="value">``, character references
 lowercased and every whitespace run collapsed to one space. It is yielded with ``normalized=True``: it is
 the page itself seen differently, not a child, and the scanner must not unpack it again.
 
-Inline ``<script>`` bodies (``script<N>``) and ``data:`` URI payloads (``data-uri<N>``, base64 or
+Inline ``<script>`` bodies (together, one member named ``javascript``) and ``data:`` URI payloads (``data-uri<N>``, base64 or
 percent-encoded) are real members. Pages larger than ``ScanLimits.max_html_normalize`` are left alone (the
 raw bytes are still matched), and the view is not built when no loaded signature targets normalised content.
 """
@@ -26,6 +26,9 @@ _WHITESPACE = re.compile(r"\s+")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _DATA_URI = re.compile(r"data:([a-z0-9!#$&^_.+/-]*)((?:;[a-z0-9!#$&^_.+=-]*)*),([^\"'\s)<>]*)", re.IGNORECASE)
 _RAW_TEXT = frozenset({"script", "style"})
+# All inline scripts of a page form one member, as ClamAV collects them into one "javascript" file: a page
+# with dozens of small scripts is then one more object to scan, not dozens.
+SCRIPTS_MEMBER = "javascript"
 # Without a normalised view to build, a full parse is wasted work (html.parser runs at a few MB/s): scripts
 # and data: URIs are found with expressions instead.
 _SCRIPT = re.compile(rb"<script\b[^>]*>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
@@ -120,8 +123,8 @@ def unpack_html(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
     if parser.build_view:
         view = _WHITESPACE.sub(" ", "".join(parser.view)).strip().encode("utf-8", "surrogateescape")
         yield Member("html-normalized", data=view, file_type=FileType.HTML, normalized=True)
-    for index, script in enumerate(parser.scripts, 1):
-        yield _bounded(f"script{index}", script.encode("utf-8", "surrogateescape"), ctx)
+    if parser.scripts:
+        yield _bounded(SCRIPTS_MEMBER, "\n".join(parser.scripts).encode("utf-8", "surrogateescape"), ctx)
     for index, uri in enumerate(parser.uris, 1):
         payload = _decode_uri(uri)
         if payload:
@@ -129,9 +132,9 @@ def unpack_html(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
 
 
 def _scripts_and_uris(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
-    scripts = (m.group(1) for m in _SCRIPT.finditer(data))
-    for index, script in enumerate((s for s in scripts if s.strip()), 1):
-        yield _bounded(f"script{index}", script, ctx)
+    scripts = [m.group(1) for m in _SCRIPT.finditer(data)]
+    if any(script.strip() for script in scripts):
+        yield _bounded(SCRIPTS_MEMBER, b"\n".join(s for s in scripts if s.strip()), ctx)
     for index, match in enumerate(_DATA_URI_BYTES.finditer(data), 1):
         payload = _decode_uri(match.group(0).decode("latin-1"))
         if payload:

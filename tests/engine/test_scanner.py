@@ -225,3 +225,19 @@ def test_non_utf8_file_name(tmp_path: Path) -> None:
     assert result.status is Status.INFECTED
     assert result.path.endswith("caf\\xe9-\\xff.com")
     assert result.to_dict()["path"] == result.path
+
+
+def test_results_can_leave_out_clean_members() -> None:
+    data = zip_bytes({"a.txt": b"clean", "b/eicar.com": EICAR, "c.txt": b"clean too"})
+    full = Engine().scan_bytes(data, "x.zip")
+    lean = Engine(clean_members=False).scan_bytes(data, "x.zip")
+    assert [o.chain[-1] for o in full.objects] == ["x.zip", "a.txt", "b/eicar.com", "c.txt"]
+    assert [o.chain[-1] for o in lean.objects] == ["x.zip", "b/eicar.com"]
+    assert lean.status is full.status and lean.scanned_bytes == full.scanned_bytes
+
+
+def test_results_survive_a_process_boundary() -> None:
+    import pickle  # noqa: TID251 - multiprocessing pickles results; check the round trip it relies on
+
+    result = Engine().scan_bytes(zip_bytes({"e.com": EICAR, "c.txt": b"c"}), "x.zip")
+    assert pickle.loads(pickle.dumps(result)) == result  # noqa: S301

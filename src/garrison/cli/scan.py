@@ -218,7 +218,7 @@ def scan(
             f"warning: {len(database.report.warnings)} signature(s) skipped; run 'garrison db check' for the list",
             err=True,
         )
-    engine = Engine(database, limits)
+    engine = Engine(database, limits, clean_members=members)
     totals = Totals()
     out = sys.stdout
     text = TextReport(out, infected_only=infected, quiet=quiet) if not (as_json or jsonl) else None

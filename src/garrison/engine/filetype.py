@@ -121,6 +121,11 @@ _PREFIXES: tuple[tuple[bytes, FileType], ...] = (
     (b"\xcf\xfa\xed\xfe", FileType.MACHO),
 )
 
+# The same table indexed by first byte, so typing an object tries only the magics that can match.
+_BY_FIRST_BYTE: dict[int, tuple[tuple[bytes, FileType], ...]] = {}
+for _magic, _type in _PREFIXES:
+    _BY_FIRST_BYTE[_magic[0]] = (*_BY_FIRST_BYTE.get(_magic[0], ()), (_magic, _type))
+
 _MAIL_HEADERS = (
     b"from ",
     b"received:",
@@ -147,7 +152,9 @@ _TEXT_TABLE = bytes.maketrans(b"", b"")
 def detect(data: bytes | memoryview) -> FileType:
     """The type of an object, judged from its first bytes."""
     head = bytes(data[:4096])
-    for magic, file_type in _PREFIXES:
+    if not head:
+        return FileType.BINARY
+    for magic, file_type in _BY_FIRST_BYTE.get(head[0], ()):
         if head.startswith(magic):
             return file_type
     if head.startswith(b"MZ"):

@@ -80,6 +80,11 @@ class Detection:
     database: str | None = None
     signature: str | None = None
 
+    def __reduce__(self) -> tuple[type[Detection], tuple[Any, ...]]:
+        # Positional re-creation: several times cheaper than pickle's default for frozen slotted dataclasses,
+        # and results cross a process boundary for every scanned file.
+        return (Detection, (self.name, self.kind, self.database, self.signature))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -111,6 +116,12 @@ class ObjectResult:
     reason: str | None = None
     md5: str | None = None
     sha256: str | None = None
+
+    def __reduce__(self) -> tuple[type[ObjectResult], tuple[Any, ...]]:
+        return (
+            ObjectResult,
+            (self.chain, self.file_type, self.size, self.status, self.detections, self.reason, self.md5, self.sha256),
+        )
 
     @property
     def display_name(self) -> str:
@@ -149,6 +160,12 @@ class ScanResult:
     scanned_bytes: int = 0
     duration: float = 0.0
     finished_at: float = field(default_factory=time.time)
+
+    def __reduce__(self) -> tuple[type[ScanResult], tuple[Any, ...]]:
+        return (
+            ScanResult,
+            (self.path, self.status, self.objects, self.scanned_bytes, self.duration, self.finished_at),
+        )
 
     @property
     def detections(self) -> list[tuple[ObjectResult, Detection]]:

@@ -79,11 +79,16 @@ class Engine:
     Args:
         database: compiled signatures; None scans with the built-in checks only (EICAR).
         limits: what one scan may spend.
+        clean_members: list clean members in results (True), or only the root object and members that are
+            not clean (False), which keeps results of big clean archives small.
     """
 
-    def __init__(self, database: Database | None = None, limits: ScanLimits | None = None) -> None:
+    def __init__(
+        self, database: Database | None = None, limits: ScanLimits | None = None, *, clean_members: bool = True
+    ) -> None:
         self.database = database if database is not None else Database.empty()
         self.limits = limits if limits is not None else ScanLimits()
+        self.clean_members = clean_members
 
     # -- entry points ---------------------------------------------------------------------------------------
 
@@ -334,9 +339,12 @@ class Engine:
             sha256=sha256.hex() if sha256 else None,
         )
 
-    @staticmethod
-    def _result(label: str, walk: _Walk, started: float) -> ScanResult:
-        objects = tuple(o for o in walk.objects if o is not None)
+    def _result(self, label: str, walk: _Walk, started: float) -> ScanResult:
+        objects = tuple(
+            o
+            for i, o in enumerate(walk.objects)
+            if o is not None and (i == 0 or self.clean_members or o.status is not Status.CLEAN)
+        )
         return ScanResult(
             path=label,
             status=worst([o.status for o in objects]),

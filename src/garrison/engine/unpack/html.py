@@ -5,9 +5,10 @@ comments dropped, tags rewritten as ``<tag attr="value">``, character references
 lowercased and every whitespace run collapsed to one space. It is yielded with ``normalized=True``: it is
 the page itself seen differently, not a child, and the scanner must not unpack it again.
 
-Inline ``<script>`` bodies (together, one member named ``javascript``) and ``data:`` URI payloads (``data-uri<N>``, base64 or
-percent-encoded) are real members. Pages larger than ``ScanLimits.max_html_normalize`` are left alone (the
-raw bytes are still matched), and the view is not built when no loaded signature targets normalised content.
+Inline ``<script>`` bodies (together, one member named ``javascript``) and ``data:`` URI payloads
+(``data-uri<N>``, base64 or percent-encoded) are real members. Pages larger than
+``ScanLimits.max_html_normalize`` are left alone (the raw bytes are still matched), and the view is not built
+when no loaded signature targets normalised content.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ _RAW_TEXT = frozenset({"script", "style"})
 SCRIPTS_MEMBER = "javascript"
 # Without a normalised view to build, a full parse is wasted work (html.parser runs at a few MB/s): scripts
 # and data: URIs are found with expressions instead.
-_SCRIPT = re.compile(rb"<script\b[^>]*>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
 _DATA_URI_BYTES = re.compile(_DATA_URI.pattern.encode(), re.IGNORECASE)
 
 
@@ -132,9 +132,25 @@ def unpack_html(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
 
 
 def _scripts_and_uris(data: bytes, ctx: UnpackContext) -> Iterator[Member]:
-    scripts = [m.group(1) for m in _SCRIPT.finditer(data)]
-    if any(script.strip() for script in scripts):
-        yield _bounded(SCRIPTS_MEMBER, b"\n".join(s for s in scripts if s.strip()), ctx)
+    # Plain substring searches on a lowercased copy: several times faster than a DOTALL regex on big pages.
+    low = data.lower()
+    scripts = []
+    pos = low.find(b"<script")
+    while pos >= 0:
+        open_end = low.find(b">", pos)
+        if open_end < 0:
+            break
+        close = low.find(b"</script", open_end)
+        body = data[open_end + 1 : close if close >= 0 else len(data)]
+        if body.strip():
+            scripts.append(body)
+        if close < 0:
+            break
+        pos = low.find(b"<script", close)
+    if scripts:
+        yield _bounded(SCRIPTS_MEMBER, b"\n".join(scripts), ctx)
+    if b"data:" not in low:
+        return
     for index, match in enumerate(_DATA_URI_BYTES.finditer(data), 1):
         payload = _decode_uri(match.group(0).decode("latin-1"))
         if payload:

@@ -39,17 +39,21 @@ def test_results_for_every_file_in_parallel(tmp_path: Path) -> None:
 def test_a_worker_over_its_time_is_stopped_and_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # No grace and a tiny limit: the watchdog stops workers mid-file; every file still gets one result.
     monkeypatch.setattr(pool_module, "GRACE_SECONDS", 0.0)
-    members = {f"m{i}.txt": os.urandom(2048) for i in range(300)}
+    monkeypatch.setattr(pool_module, "SEND_INTERVAL", 0.0)
+    members = {f"m{i}.txt": os.urandom(1024) for i in range(2000)}
     paths = _files(tmp_path / "slow", 6, zip_bytes(members))
     engine = Engine(limits=ScanLimits(max_scan_time=0.001))
     results = list(scan_files(engine, paths, jobs=2))
     assert sorted(r.path for r in results) == sorted(p for p, _ in paths)
     assert all(r.status is Status.INCOMPLETE for r in results)
-    assert any(r.reason == "scan time limit reached; the scan was stopped" for r in results)
+    # Killed mid-batch, the files were isolated; alone, each still overran and was stopped and blamed.
+    assert any(r.reason == pool_module.STOPPED for r in results)
     assert multiprocessing.active_children() == []
 
 
-def test_a_crashed_worker_is_reported_and_the_scan_goes_on(tmp_path: Path) -> None:
+def test_a_killed_worker_loses_nothing_and_blames_no_file(tmp_path: Path) -> None:
+    # The worker is killed from outside, not by a file: its files are scanned again one by one, and since none
+    # of them is at fault each gets its normal result.
     members = {f"m{i}.txt": os.urandom(4096) for i in range(2000)}
     paths = _files(tmp_path / "crash", 6, zip_bytes(members))
     killed: list[int] = []
@@ -70,7 +74,4 @@ def test_a_crashed_worker_is_reported_and_the_scan_goes_on(tmp_path: Path) -> No
     thread.join()
     assert killed
     assert sorted(r.path for r in results) == sorted(p for p, _ in paths)
-    crashed = [r for r in results if r.status is Status.ERROR]
-    assert len(crashed) == 1
-    assert crashed[0].reason == "the scanner process crashed on this file"
-    assert all(r.status is Status.CLEAN for r in results if r not in crashed)
+    assert all(r.status is Status.CLEAN for r in results)

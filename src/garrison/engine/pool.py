@@ -4,10 +4,13 @@ Processes, not threads: unpacking and typing run Python code that holds the GIL.
 the parent and inherited by forked workers, whose memory-mapped hash tables and compiled rules are shared pages,
 so a worker costs little memory.
 
-The engine checks its time limit between objects, but a third-party parser can still hang or crash inside one
-call on a hostile file. So the parent watches its workers: a worker that takes much longer than the scan time
-limit on one file is killed, one that dies is noticed, the file gets an ``incomplete`` or ``error`` result that
-says so, and a fresh worker takes over. A scan of many files therefore always finishes.
+Workers get files in batches and send results back in small groups, which keeps messaging cheap. The engine
+checks its time limit between objects, but a third-party parser can still hang or crash inside one call on a
+hostile file. So the parent watches its workers: one that stays silent much longer than the scan time limit is
+killed, one that dies is noticed, and a fresh worker takes over. The files that worker still held are then
+scanned again one at a time ("isolated"), so that the file at fault, if there is one, is found for certain and
+gets an ``incomplete`` or ``error`` result that says what happened, while the others get their normal results.
+Every file gets exactly one result, and a scan of many files always finishes.
 
 Where ``fork`` is unavailable (Windows, macOS by default), files are scanned one by one in this process.
 """
@@ -28,11 +31,16 @@ from garrison.engine.filetype import FileType
 from garrison.engine.results import ObjectResult, ScanResult, Status, printable
 from garrison.engine.scanner import Engine
 
-#: How long past its scan time limit a worker may run before it is killed.
+#: How long past its scan time limit a silent worker may run before it is killed.
 GRACE_SECONDS = 5.0
-#: Files handed to a worker at once: fewer messages, while results still come back one file at a time.
-BATCH_FILES = 8
-BATCH_BYTES = 8 * 1024 * 1024
+#: Files handed to a worker at once.
+BATCH_FILES = 16
+BATCH_BYTES = 16 * 1024 * 1024
+#: A worker sends what it has finished at least this often.
+SEND_INTERVAL = 0.05
+
+CRASHED = "the scanner process crashed on this file"
+STOPPED = "scan time limit reached; the scan was stopped"
 
 
 def _worker(engine: Engine, connection: Connection) -> None:
@@ -43,8 +51,16 @@ def _worker(engine: Engine, connection: Connection) -> None:
             return
         if batch is None:
             return
+        done: list[ScanResult] = []
+        last = time.monotonic()
         for path in batch:
-            connection.send(engine.scan_file(path))
+            done.append(engine.scan_file(path))
+            if time.monotonic() - last >= SEND_INTERVAL:
+                connection.send(done)
+                done = []
+                last = time.monotonic()
+        if done:
+            connection.send(done)
 
 
 @dataclass
@@ -52,7 +68,8 @@ class _Worker:
     process: BaseProcess
     connection: Connection
     pending: deque[str] = field(default_factory=deque)
-    started: float = 0.0
+    heard: float = 0.0
+    isolated: bool = False
 
 
 def _stopped(path: str, status: Status, reason: str) -> ScanResult:
@@ -62,12 +79,15 @@ def _stopped(path: str, status: Status, reason: str) -> ScanResult:
 
 
 class _Pool:
-    def __init__(self, engine: Engine, jobs: int) -> None:
+    def __init__(self, engine: Engine, jobs: int, paths: Iterable[tuple[str, int]]) -> None:
         self.engine = engine
         self.jobs = jobs
         self.context = multiprocessing.get_context("fork")
         self.workers: list[_Worker] = []
-        self.limit = engine.limits.max_scan_time + GRACE_SECONDS
+        self.limit = engine.limits.max_scan_time + GRACE_SECONDS + SEND_INTERVAL
+        self.queue = iter(paths)
+        self.exhausted = False
+        self.isolate: deque[str] = deque()
 
     def _spawn(self) -> _Worker:
         parent, child = self.context.Pipe()
@@ -85,75 +105,71 @@ class _Pool:
         worker.process.join()
         worker.connection.close()
 
-    def _send(self, worker: _Worker, batch: list[str], retry: bool = True) -> None:
-        """Hand a batch to an idle worker; one that died while idle is replaced, not blamed on these files."""
+    def _next_batch(self) -> tuple[list[str], bool]:
+        if self.isolate:
+            return [self.isolate.popleft()], True
+        batch: list[str] = []
+        size = 0
+        while not self.exhausted and len(batch) < BATCH_FILES and size < BATCH_BYTES:
+            item = next(self.queue, None)
+            if item is None:
+                self.exhausted = True
+                break
+            batch.append(item[0])
+            size += item[1]
+        return batch, False
+
+    def _feed(self, worker: _Worker) -> None:
+        batch, isolated = self._next_batch()
+        if not batch:
+            return
         try:
             worker.connection.send(batch)
         except OSError:
-            if not retry:
-                raise
+            # The worker died while idle: not these files' fault. Replace it and hand them to the new one.
             self._retire(worker)
-            self._send(self._spawn(), batch, retry=False)
-            return
+            worker = self._spawn()
+            worker.connection.send(batch)
         worker.pending.extend(batch)
-        worker.started = time.monotonic()
+        worker.heard = time.monotonic()
+        worker.isolated = isolated
 
-    def run(self, paths: Iterable[tuple[str, int]]) -> Iterator[ScanResult]:
-        queue = iter(paths)
-        exhausted = False
+    def _fail(self, worker: _Worker, status: Status, reason: str) -> Iterator[ScanResult]:
+        """A worker died or hung: blame its file if it held only one, else scan its files again one by one."""
+        held = list(worker.pending)
+        if worker.isolated and len(held) == 1:
+            yield _stopped(held[0], status, reason)
+        else:
+            self.isolate.extendleft(reversed(held))
+        self._retire(worker)
+        self._feed(self._spawn())
 
-        def feed(worker: _Worker) -> None:
-            nonlocal exhausted
-            batch: list[str] = []
-            size = 0
-            while not exhausted and len(batch) < BATCH_FILES and size < BATCH_BYTES:
-                item = next(queue, None)
-                if item is None:
-                    exhausted = True
-                    break
-                batch.append(item[0])
-                size += item[1]
-            if batch:
-                self._send(worker, batch)
-
+    def run(self) -> Iterator[ScanResult]:
         try:
             for _ in range(self.jobs):
-                feed(self._spawn())
+                self._feed(self._spawn())
             while any(w.pending for w in self.workers):
                 busy = [w for w in self.workers if w.pending]
-                timeout = max(0.0, min(w.started + self.limit for w in busy) - time.monotonic())
+                timeout = max(0.0, min(w.heard + self.limit for w in busy) - time.monotonic())
                 ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy], timeout)
-                now = time.monotonic()
                 for worker in busy:
                     if worker.connection in ready:
                         try:
-                            result = worker.connection.recv()
+                            results: list[ScanResult] = worker.connection.recv()
                         except (EOFError, OSError):
-                            result = None
-                        if result is not None:
-                            worker.pending.popleft()
-                            worker.started = now
-                            yield result
+                            results = []
+                        if results:
+                            for result in results:
+                                worker.pending.popleft()
+                                yield result
+                            worker.heard = time.monotonic()
                             if not worker.pending:
-                                feed(worker)
+                                self._feed(worker)
                             continue
                     if worker.process.sentinel in ready and not worker.process.is_alive():
-                        yield _stopped(
-                            worker.pending.popleft(), Status.ERROR, "the scanner process crashed on this file"
-                        )
-                    elif now - worker.started > self.limit:
-                        yield _stopped(
-                            worker.pending.popleft(), Status.INCOMPLETE, "scan time limit reached; the scan was stopped"
-                        )
-                    else:
-                        continue
-                    rest = list(worker.pending)
-                    self._retire(worker)
-                    replacement = self._spawn()
-                    if rest:
-                        self._send(replacement, rest)
-                    else:
-                        feed(replacement)
+                        yield from self._fail(worker, Status.ERROR, CRASHED)
+                    elif time.monotonic() - worker.heard > self.limit:
+                        yield from self._fail(worker, Status.INCOMPLETE, STOPPED)
         finally:
             for worker in self.workers:
                 with contextlib.suppress(OSError):
@@ -173,4 +189,4 @@ def scan_files(engine: Engine, paths: Iterable[tuple[str, int]], jobs: int | Non
         for path, _ in paths:
             yield engine.scan_file(path)
         return
-    yield from _Pool(engine, jobs).run(paths)
+    yield from _Pool(engine, jobs, paths).run()

@@ -10,6 +10,7 @@ import click
 from garrison import __version__
 from garrison.cli.db import db
 from garrison.cli.scan import scan
+from garrison.cli.server import server
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,6 +24,7 @@ def cli(verbose: int) -> None:
 
 cli.add_command(scan)
 cli.add_command(db)
+cli.add_command(server)
 
 
 def main() -> None:

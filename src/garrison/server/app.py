@@ -1,0 +1,55 @@
+"""The server application: ``create_app(settings)`` builds it; nothing is configured at import time."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from garrison import __version__
+from garrison.server.audit.api import router as audit_router
+from garrison.server.auth.api import router as auth_router
+from garrison.server.db import Database, make_engine, migrate
+from garrison.server.errors import ServerError, TooManyRequests
+from garrison.server.settings import ServerSettings
+from garrison.server.units.api import router as units_router
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: ServerSettings, database: Database | None = None, *, run_migrations: bool = True) -> FastAPI:
+    """The FastAPI application over ``database`` (by default the one ``settings`` name, migrated on start)."""
+    if database is None:
+        database = Database(make_engine(settings.resolved_database_url()))
+    if run_migrations:
+        migrate(database.engine)
+    app = FastAPI(
+        title="Garrison",
+        version=__version__,
+        description="Central management of Garrison anti-malware: organisation tree, users, endpoints, detections.",
+    )
+    app.state.settings = settings
+    app.state.database = database
+
+    @app.exception_handler(ServerError)
+    def _server_error(request: Request, exc: ServerError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"where": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        return JSONResponse(
+            {"error": "invalid_request", "message": "the request is not valid", "problems": problems}, status_code=422
+        )
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(auth_router)
+    app.include_router(units_router)
+    app.include_router(audit_router)
+    return app

@@ -1,0 +1,1 @@
+"""People and rights: users with roles scoped to a unit subtree, console sessions, API tokens."""

@@ -1,0 +1,41 @@
+"""Server settings: ``GARRISON_*`` environment variables, read once in the entry point and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/garrison")
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "garrison"
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server needs to start.
+
+    Attributes:
+        data_dir: where the SQLite database, the session secret and uploaded samples live.
+        database_url: SQLAlchemy URL; empty means SQLite in ``data_dir`` (``postgresql+psycopg://...`` in
+            production).
+        host, port: where to listen.
+        session_hours: how long a console login lasts without activity.
+        login_attempts: failed logins allowed per account and per client address in ``login_window_minutes``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GARRISON_")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8443
+    session_hours: float = 8.0
+    login_attempts: int = 5
+    login_window_minutes: float = 15.0
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"

@@ -1,0 +1,1 @@
+"""The organisation tree: province → departments and district committees → units."""

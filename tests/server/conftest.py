@@ -1,0 +1,91 @@
+"""Server tests run on a real database: SQLite always, and PostgreSQL (required in CI).
+
+Each test runs inside a transaction that is rolled back at its end, on a schema built by the real migrations.
+Set ``GARRISON_TEST_POSTGRES`` to a server URL to use another PostgreSQL; ``GARRISON_REQUIRE_POSTGRES=1``
+(``.ci/run`` sets it) turns an unreachable PostgreSQL into a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from garrison.server.app import create_app
+from garrison.server.db import Database, make_engine, migrate
+from garrison.server.settings import ServerSettings
+
+POSTGRES = os.environ.get("GARRISON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_engine() -> Iterator[Engine]:
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    name = f"garrison_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        message = f"PostgreSQL is not reachable at {POSTGRES}: {exc.orig}"
+        if os.environ.get("GARRISON_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    engine = make_engine(admin.url.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated database of each kind, shared by the tests of one worker."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('db') / 'garrison.db'}")
+        migrate(engine)
+        yield engine
+        engine.dispose()
+    else:
+        for engine in _postgres_engine():
+            migrate(engine)
+            yield engine
+
+
+@pytest.fixture
+def database(engine: Engine) -> Iterator[Database]:
+    """The database inside a transaction rolled back when the test ends."""
+    connection = engine.connect()
+    transaction = connection.begin()
+    try:
+        yield Database(connection)
+    finally:
+        transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def session(database: Database) -> Iterator[Session]:
+    with database.session() as session:
+        yield session
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ServerSettings:
+    return ServerSettings(data_dir=tmp_path, login_attempts=3)
+
+
+@pytest.fixture
+def client(database: Database, settings: ServerSettings) -> Iterator[TestClient]:
+    app = create_app(settings, database, run_migrations=False)
+    with TestClient(app, base_url="https://testserver") as client:
+        yield client

@@ -13,7 +13,7 @@ from garrison.engine.unpack.sevenzip import unpack_7z
 
 from .helpers import EICAR, HOSTILE_NAMES, by_name, make_ctx
 
-PASSWORD = "infected"  # noqa: S105 - the archive password of the test samples
+PASSWORD = "infected"
 
 
 def build(files: dict[str, bytes], **options: object) -> bytes:

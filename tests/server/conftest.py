@@ -19,9 +19,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from garrison.server.app import create_app
+from garrison.server.auth import service as auth
 from garrison.server.db import Database, make_engine, migrate
 from garrison.server.settings import ServerSettings
 
+PASSWORD = "correct horse battery staple"
 POSTGRES = os.environ.get("GARRISON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -81,7 +83,8 @@ def session(database: Database) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> ServerSettings:
-    return ServerSettings(data_dir=tmp_path, login_attempts=3)
+    # Cheap password hashing: the tests log in hundreds of times; the cost itself is not what they test.
+    return ServerSettings(data_dir=tmp_path, login_attempts=3, password_time_cost=1, password_memory_kib=64)
 
 
 @pytest.fixture
@@ -89,3 +92,43 @@ def client(database: Database, settings: ServerSettings) -> Iterator[TestClient]
     app = create_app(settings, database, run_migrations=False)
     with TestClient(app, base_url="https://testserver") as client:
         yield client
+
+
+def setup_admin(client: TestClient, database: Database) -> None:
+    with database.session() as session:
+        token = auth.issue_setup_token(session)
+    assert token is not None
+    answer = client.post(
+        "/api/v1/setup", json={"token": token, "username": "Admin", "display_name": "Quản trị", "password": PASSWORD}
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def login(client: TestClient, username: str = "admin", password: str = PASSWORD) -> str:
+    answer = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    csrf: str = answer.json()["csrf_token"]
+    return csrf
+
+
+@pytest.fixture
+def tree(client: TestClient, database: Database) -> dict[str, int]:
+    """Province with two departments; a unit admin and an auditor of the first department."""
+    setup_admin(client, database)
+    csrf = login(client)
+    headers = {"X-CSRF-Token": csrf}
+
+    def unit(name: str, kind: str, parent: int | None) -> int:
+        answer = client.post("/api/v1/units", json={"name": name, "kind": kind, "parent_id": parent}, headers=headers)
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["id"])
+
+    province = unit("Tỉnh Bắc Ninh", "province", None)
+    health = unit("Sở Y tế", "department", province)
+    hospital = unit("Bệnh viện", "unit", health)
+    education = unit("Sở Giáo dục", "department", province)
+    for username, role in (("yte.admin", "unit_admin"), ("yte.audit", "auditor")):
+        body = {"username": username, "password": PASSWORD, "role": role, "unit_id": health}
+        assert client.post("/api/v1/users", json=body, headers=headers).status_code == 201
+    client.cookies.clear()
+    return {"province": province, "health": health, "hospital": hospital, "education": education}

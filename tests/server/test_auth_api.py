@@ -10,25 +10,7 @@ from sqlalchemy.orm import Session
 from garrison.server.auth import service as auth
 from garrison.server.auth.models import User
 from garrison.server.db import Database
-
-PASSWORD = "correct horse battery staple"
-
-
-def _setup_admin(client: TestClient, database: Database) -> None:
-    with database.session() as session:
-        token = auth.issue_setup_token(session)
-    assert token is not None
-    answer = client.post(
-        "/api/v1/setup", json={"token": token, "username": "Admin", "display_name": "Quản trị", "password": PASSWORD}
-    )
-    assert answer.status_code == 201, answer.text
-
-
-def _login(client: TestClient, username: str = "admin", password: str = PASSWORD) -> str:
-    answer = client.post("/api/v1/auth/login", json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    csrf: str = answer.json()["csrf_token"]
-    return csrf
+from tests.server.conftest import PASSWORD, login, setup_admin
 
 
 def test_setup_link_works_once(client: TestClient, database: Database) -> None:
@@ -42,7 +24,7 @@ def test_setup_link_works_once(client: TestClient, database: Database) -> None:
         assert auth.issue_setup_token(session) is None  # users exist: no more setup links
 
 
-def test_no_default_account_and_no_access_without_login(client: TestClient) -> None:
+def test_no_default_account_and_no_access_withoutlogin(client: TestClient) -> None:
     assert client.post("/api/v1/auth/login", json={"username": "admin", "password": "admin"}).status_code == 401
     assert client.get("/api/v1/units").status_code == 401
 
@@ -56,7 +38,7 @@ def test_weak_passwords_are_refused(client: TestClient, database: Database) -> N
 
 
 def test_login_sets_a_secure_cookie_and_changes_need_the_csrf_token(client: TestClient, database: Database) -> None:
-    _setup_admin(client, database)
+    setup_admin(client, database)
     answer = client.post("/api/v1/auth/login", json={"username": "ADMIN", "password": PASSWORD})
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=strict" in cookie
@@ -71,7 +53,7 @@ def test_login_sets_a_secure_cookie_and_changes_need_the_csrf_token(client: Test
 
 
 def test_login_throttling(client: TestClient, database: Database) -> None:
-    _setup_admin(client, database)
+    setup_admin(client, database)
     for _ in range(3):
         assert client.post("/api/v1/auth/login", json={"username": "admin", "password": "nope"}).status_code == 401
     blocked = client.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
@@ -80,7 +62,7 @@ def test_login_throttling(client: TestClient, database: Database) -> None:
 
 
 def test_totp(client: TestClient, database: Database, session: Session) -> None:
-    _setup_admin(client, database)
+    setup_admin(client, database)
     secret = pyotp.random_base32()
     with database.session() as s:
         user = s.query(User).filter_by(username="admin").one()
@@ -93,15 +75,15 @@ def test_totp(client: TestClient, database: Database, session: Session) -> None:
 
 
 def test_logout_ends_the_session(client: TestClient, database: Database) -> None:
-    _setup_admin(client, database)
-    csrf = _login(client)
+    setup_admin(client, database)
+    csrf = login(client)
     assert client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert client.get("/api/v1/auth/me").status_code == 401
 
 
 def test_api_tokens(client: TestClient, database: Database) -> None:
-    _setup_admin(client, database)
-    csrf = _login(client)
+    setup_admin(client, database)
+    csrf = login(client)
     token = client.post("/api/v1/auth/tokens", json={"name": "report script"}, headers={"X-CSRF-Token": csrf})
     assert token.status_code == 201
     value = token.json()["token"]
@@ -111,29 +93,6 @@ def test_api_tokens(client: TestClient, database: Database) -> None:
     # No CSRF token needed: a bearer token is not sent by browsers on their own.
     assert client.post("/api/v1/units", json={"name": "Tỉnh", "kind": "province"}, headers=bearer).status_code == 201
     assert client.get("/api/v1/auth/me", headers={"Authorization": "Bearer gst_nope"}).status_code == 401
-
-
-@pytest.fixture
-def tree(client: TestClient, database: Database) -> dict[str, int]:
-    """Province with two departments; a unit admin and an auditor of the first department."""
-    _setup_admin(client, database)
-    csrf = _login(client)
-    headers = {"X-CSRF-Token": csrf}
-
-    def unit(name: str, kind: str, parent: int | None) -> int:
-        answer = client.post("/api/v1/units", json={"name": name, "kind": kind, "parent_id": parent}, headers=headers)
-        assert answer.status_code == 201, answer.text
-        return int(answer.json()["id"])
-
-    province = unit("Tỉnh Bắc Ninh", "province", None)
-    health = unit("Sở Y tế", "department", province)
-    hospital = unit("Bệnh viện", "unit", health)
-    education = unit("Sở Giáo dục", "department", province)
-    for username, role in (("yte.admin", "unit_admin"), ("yte.audit", "auditor")):
-        body = {"username": username, "password": PASSWORD, "role": role, "unit_id": health}
-        assert client.post("/api/v1/users", json=body, headers=headers).status_code == 201
-    client.cookies.clear()
-    return {"province": province, "health": health, "hospital": hospital, "education": education}
 
 
 # Every units route, and what a unit admin of "health" may do with the other department's unit.
@@ -160,13 +119,13 @@ def _fill(value: object, tree: dict[str, int]) -> object:
 def test_a_unit_admin_never_reaches_another_units_data(
     client: TestClient, tree: dict[str, int], method: str, path: str, body: object
 ) -> None:
-    csrf = _login(client, "yte.admin")
+    csrf = login(client, "yte.admin")
     answer = client.request(method, str(_fill(path, tree)), json=_fill(body, tree), headers={"X-CSRF-Token": csrf})
     assert answer.status_code == 404, answer.text
 
 
 def test_unit_admin_sees_and_changes_only_their_subtree(client: TestClient, tree: dict[str, int]) -> None:
-    csrf = _login(client, "yte.admin")
+    csrf = login(client, "yte.admin")
     names = [u["name"] for u in client.get("/api/v1/units").json()]
     assert names == ["Sở Y tế", "Bệnh viện"]
     body = {"name": "Trạm Y tế xã", "kind": "unit", "parent_id": tree["health"]}
@@ -178,7 +137,7 @@ def test_unit_admin_sees_and_changes_only_their_subtree(client: TestClient, tree
 
 
 def test_auditor_reads_but_cannot_change(client: TestClient, tree: dict[str, int]) -> None:
-    csrf = _login(client, "yte.audit")
+    csrf = login(client, "yte.audit")
     assert [u["name"] for u in client.get("/api/v1/units").json()] == ["Sở Y tế", "Bệnh viện"]
     body = {"name": "Mới", "kind": "unit", "parent_id": tree["health"]}
     assert client.post("/api/v1/units", json=body, headers={"X-CSRF-Token": csrf}).status_code == 403
@@ -186,7 +145,7 @@ def test_auditor_reads_but_cannot_change(client: TestClient, tree: dict[str, int
 
 
 def test_every_change_is_in_the_audit_log(client: TestClient, tree: dict[str, int]) -> None:
-    _login(client)
+    login(client)
     events = client.get("/api/v1/audit?limit=50").json()
     actions = [e["action"] for e in events]
     assert actions.count("unit.create") == 4
@@ -196,13 +155,13 @@ def test_every_change_is_in_the_audit_log(client: TestClient, tree: dict[str, in
     assert create["actor_name"] == "admin" and create["address"]
     assert all("password" not in str(e["details"]).lower() for e in events)
     client.cookies.clear()
-    _login(client, "yte.admin")
+    login(client, "yte.admin")
     scoped = client.get("/api/v1/audit").json()
     assert scoped and all(e["unit_id"] in (tree["health"], tree["hospital"]) for e in scoped)
 
 
 def test_csv_import_through_the_api(client: TestClient, tree: dict[str, int]) -> None:
-    csrf = _login(client)
+    csrf = login(client)
     csv = "name,kind,parent,code,servers,workstations,other\nTrường THPT,unit,Sở Giáo dục,,0,50,2\n"
     answer = client.post(
         "/api/v1/units/import", files={"file": ("units.csv", csv.encode(), "text/csv")}, headers={"X-CSRF-Token": csrf}
@@ -218,7 +177,7 @@ def test_csv_import_through_the_api(client: TestClient, tree: dict[str, int]) ->
 
 
 def test_validation_errors_are_clear(client: TestClient, tree: dict[str, int]) -> None:
-    csrf = _login(client)
+    csrf = login(client)
     answer = client.post("/api/v1/units", json={"name": "", "kind": "galaxy"}, headers={"X-CSRF-Token": csrf})
     assert answer.status_code == 422
     assert {p["where"] for p in answer.json()["problems"]} == {"body.name", "body.kind"}

@@ -9,9 +9,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from garrison import __version__
+from garrison.server.agents.api import agent_router
+from garrison.server.agents.api import router as agents_router
 from garrison.server.audit.api import router as audit_router
+from garrison.server.auth import passwords
 from garrison.server.auth.api import router as auth_router
 from garrison.server.db import Database, make_engine, migrate
+from garrison.server.detections.api import router as detections_router
 from garrison.server.errors import ServerError, TooManyRequests
 from garrison.server.settings import ServerSettings
 from garrison.server.units.api import router as units_router
@@ -25,6 +29,7 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
         database = Database(make_engine(settings.resolved_database_url()))
     if run_migrations:
         migrate(database.engine)
+    passwords.configure(settings.password_time_cost, settings.password_memory_kib)
     app = FastAPI(
         title="Garrison",
         version=__version__,
@@ -52,4 +57,7 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     app.include_router(auth_router)
     app.include_router(units_router)
     app.include_router(audit_router)
+    app.include_router(agent_router)
+    app.include_router(agents_router)
+    app.include_router(detections_router)
     return app

@@ -1,7 +1,23 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+from garrison.server.agents.models import Agent, EnrollmentToken
 from garrison.server.audit.models import AuditEvent
 from garrison.server.auth.models import ApiToken, ConsoleSession, LoginAttempt, Role, SetupToken, User
+from garrison.server.detections.models import Detection, Triage
 from garrison.server.units.models import Unit, UnitKind
 
-__all__ = ["ApiToken", "AuditEvent", "ConsoleSession", "LoginAttempt", "Role", "SetupToken", "Unit", "UnitKind", "User"]
+__all__ = [
+    "Agent",
+    "ApiToken",
+    "AuditEvent",
+    "ConsoleSession",
+    "Detection",
+    "EnrollmentToken",
+    "LoginAttempt",
+    "Role",
+    "SetupToken",
+    "Triage",
+    "Unit",
+    "UnitKind",
+    "User",
+]

@@ -25,6 +25,8 @@ class ServerSettings(BaseSettings):
         host, port: where to listen.
         session_hours: how long a console login lasts without activity.
         login_attempts: failed logins allowed per account and per client address in ``login_window_minutes``.
+        heartbeat_seconds: how often agents report (each answer adds ±10 % jitter).
+        password_time_cost, password_memory_kib: Argon2id cost (the defaults are RFC 9106's second choice).
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
@@ -36,6 +38,9 @@ class ServerSettings(BaseSettings):
     session_hours: float = 8.0
     login_attempts: int = 5
     login_window_minutes: float = 15.0
+    heartbeat_seconds: float = 60.0
+    password_time_cost: int = Field(default=3, ge=1)
+    password_memory_kib: int = Field(default=65536, ge=8)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"

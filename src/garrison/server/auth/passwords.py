@@ -7,11 +7,17 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from garrison.server.errors import BadRequest
 
-_HASHER = PasswordHasher()
 MIN_LENGTH = 12
-
+_HASHER = PasswordHasher()
 # A password is hashed even for unknown users, so that timing does not tell which usernames exist.
 _DUMMY_HASH = _HASHER.hash("garrison-timing-equaliser")
+
+
+def configure(time_cost: int, memory_kib: int) -> None:
+    """Set the Argon2id cost (from the server settings, at start). Existing hashes are upgraded on login."""
+    global _HASHER, _DUMMY_HASH  # noqa: PLW0603 - one hasher per process, configured by the entry point
+    _HASHER = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+    _DUMMY_HASH = _HASHER.hash("garrison-timing-equaliser")
 
 
 def hash_password(password: str) -> str:

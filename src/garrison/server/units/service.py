@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from sqlalchemy import String, func, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, String, func, literal, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from garrison.server.audit.service import Actor, record
 from garrison.server.auth.scope import Scope
 from garrison.server.errors import BadRequest, Conflict, Forbidden, NotFound
 from garrison.server.units.models import Unit, UnitKind
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +40,29 @@ def get(session: Session, scope: Scope, unit_id: int) -> Unit:
     return unit
 
 
-def subtree(session: Session, scope: Scope, root_id: int | None = None) -> Sequence[Unit]:
+def within(query: Select[T], scope: Scope, unit_column: InstrumentedAttribute[int]) -> Select[T]:
+    """``query`` limited to rows whose ``unit_column`` is a unit inside ``scope``."""
+    if scope.everything:
+        return query
+    return query.join(Unit, Unit.id == unit_column).where(Unit.path.startswith(scope.path))
+
+
+def tree_order(unit: Unit) -> list[int]:
+    """Sort key putting parents before their children (and siblings in creation order).
+
+    Not the path as a string: database collations (PostgreSQL's en_US, for one) ignore the slashes when they
+    compare, which would mix subtrees up.
+    """
+    return [int(part) for part in unit.path.strip("/").split("/") if part]
+
+
+def subtree(session: Session, scope: Scope, root_id: int | None = None) -> list[Unit]:
     """Units under ``root_id`` (or the whole scope), parents before children."""
     path = get(session, scope, root_id).path if root_id is not None else scope.path
-    query = select(Unit).order_by(Unit.path)
+    query = select(Unit)
     if path != "/":
         query = query.where(Unit.path.startswith(path))
-    return session.scalars(query).all()
+    return sorted(session.scalars(query), key=tree_order)
 
 
 def _writable(scope: Scope) -> None:

@@ -1,0 +1,35 @@
+"""Heartbeats: the agent says it is alive and what it runs; the server says when to call again."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class Inventory(BaseModel):
+    hostname: str = Field(min_length=1, max_length=255)
+    os: str = Field(default="", max_length=64)
+    os_version: str = Field(default="", max_length=128)
+    ips: list[str] = Field(default_factory=list, max_length=64)
+    macs: list[str] = Field(default_factory=list, max_length=64)
+    agent_version: str = Field(default="", max_length=64)
+    engine_version: str = Field(default="", max_length=64)
+    signature_version: str = Field(default="", max_length=64)
+    signature_date: datetime | None = None
+    realtime_enabled: bool = False
+    firewall_enabled: bool | None = None
+    last_scan_at: datetime | None = None
+    errors: list[str] = Field(default_factory=list, max_length=32)
+    events_dropped: int = Field(default=0, ge=0)
+
+
+class Heartbeat(BaseModel):
+    inventory: Inventory
+
+
+class HeartbeatResponse(BaseModel):
+    """``next_seconds`` already includes jitter; agents wait that long before the next heartbeat."""
+
+    next_seconds: float
+    server_time: datetime

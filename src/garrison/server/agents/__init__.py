@@ -1,0 +1,1 @@
+"""Endpoints (agents): enrollment tokens, enrollment, heartbeats, online/offline state, revocation."""

@@ -1,0 +1,1 @@
+"""Detections reported by agents: idempotent ingestion and triage."""

@@ -1,0 +1,93 @@
+"""Detections: idempotent ingestion from agents, and triage by people."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from garrison.protocol.events import BatchAck, EventBatch
+from garrison.server.agents.models import Agent
+from garrison.server.audit.service import Actor, record
+from garrison.server.auth.scope import Scope
+from garrison.server.db import utcnow
+from garrison.server.detections.models import Detection, Triage
+from garrison.server.errors import Forbidden, NotFound
+from garrison.server.units import service as units
+
+
+def ingest(session: Session, agent: Agent, batch: EventBatch) -> BatchAck:
+    """Store a batch of detections; ids already stored are skipped, so a retried batch changes nothing.
+
+    The insert itself ignores conflicts, so two deliveries of the same batch racing each other cannot both
+    insert a row or fail on the primary key.
+    """
+    if not batch.detections:
+        return BatchAck(accepted=[])
+    ids = [str(event.id) for event in batch.detections]
+    known = set(session.scalars(select(Detection.id).where(Detection.id.in_(ids))))
+    rows = [
+        {
+            "id": str(event.id),
+            "agent_id": agent.id,
+            "unit_id": agent.unit_id,
+            "occurred_at": event.occurred_at,
+            "received_at": utcnow(),
+            "path": event.path,
+            "chain": event.chain,
+            "name": event.name,
+            "kind": event.kind,
+            "database": event.database,
+            "signature": event.signature,
+            "md5": event.md5,
+            "sha256": event.sha256,
+            "size": event.size,
+            "action": event.action.value,
+            "action_ok": event.action_ok,
+            "action_detail": event.action_detail,
+            "triage": Triage.NEW.value,
+        }
+        for event in batch.detections
+        if str(event.id) not in known
+    ]
+    if rows:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert(Detection).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+    return BatchAck(accepted=[uuid.UUID(i) for i in dict.fromkeys(ids)], duplicates=len(ids) - len(rows))
+
+
+def list_detections(
+    session: Session, scope: Scope, *, triage: Triage | None = None, limit: int = 100, offset: int = 0
+) -> Sequence[Detection]:
+    query = units.within(select(Detection), scope, Detection.unit_id)
+    if triage is not None:
+        query = query.where(Detection.triage == triage)
+    return session.scalars(query.order_by(Detection.occurred_at.desc()).limit(limit).offset(offset)).all()
+
+
+def get(session: Session, scope: Scope, detection_id: str) -> Detection:
+    found = session.scalar(
+        units.within(select(Detection), scope, Detection.unit_id).where(Detection.id == detection_id)
+    )
+    if found is None:
+        raise NotFound(f"no detection {detection_id}")
+    return found
+
+
+def set_triage(session: Session, scope: Scope, actor: Actor, detection_id: str, triage: Triage) -> Detection:
+    if not scope.writable:
+        raise Forbidden("read-only access")
+    detection = get(session, scope, detection_id)
+    previous = detection.triage
+    detection.triage = triage
+    detection.triaged_by = actor.user_id
+    detection.triaged_at = utcnow()
+    record(
+        session, actor, "detection.triage", "detection", detection.id, unit_id=detection.unit_id,
+        previous=previous.value, triage=triage.value,
+    )  # fmt: skip
+    return detection

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck importlint pytest bench clean setup
+.PHONY: run test lint typecheck importlint pytest bench clean setup messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ test: lint typecheck importlint pytest
 bench: $(STAMP)
 	./scripts/system-deps.sh yara clamav-daemon
 	$(BIN)/python bench/engine.py
+
+# The console's text: extract it from the templates and code, and merge it into the vi and en catalogs (.po files
+# are committed and compiled in memory when the server starts; translate the new entries of vi, then commit).
+CONSOLE := src/garrison/server/console
+messages: $(STAMP)
+	$(BIN)/pybabel -q extract -F $(CONSOLE)/babel.cfg -k N_ --no-location --sort-output --project Garrison \
+		--copyright-holder "The Garrison team" -o $(CONSOLE)/locales/messages.pot $(CONSOLE)
+	$(BIN)/pybabel -q update -i $(CONSOLE)/locales/messages.pot -d $(CONSOLE)/locales --no-wrap --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -3,9 +3,10 @@
 #   libarchive13   runtime of libarchive-c (cpio, cab, rar, iso, ar, ... members)
 #   clamav         clamscan and sigtool: tests compare our verdicts with ClamAV's on the same files
 #   yara           the yara CLI, only needed by bench/engine.py
+#   chromium       the headless browser of the console tests (tests/integration/test_console_browser.py)
 # Usage: scripts/system-deps.sh [extra packages...]
 set -eu
-want="libarchive13 clamav $*"
+want="libarchive13 clamav chromium $*"
 missing=""
 for pkg in $want; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from garrison import __version__
 from garrison.server.agents.api import agent_router
@@ -14,6 +15,8 @@ from garrison.server.agents.api import router as agents_router
 from garrison.server.audit.api import router as audit_router
 from garrison.server.auth import passwords
 from garrison.server.auth.api import router as auth_router
+from garrison.server.console import STATIC as CONSOLE_STATIC
+from garrison.server.console import router as console_router
 from garrison.server.db import Database, make_engine, migrate
 from garrison.server.detections.api import router as detections_router
 from garrison.server.errors import ServerError, TooManyRequests
@@ -60,4 +63,6 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     app.include_router(agent_router)
     app.include_router(agents_router)
     app.include_router(detections_router)
+    app.include_router(console_router)
+    app.mount("/static", StaticFiles(directory=CONSOLE_STATIC), name="static")
     return app

@@ -1,0 +1,18 @@
+"""The web console: server-rendered pages (Jinja2 + htmx) in Vietnamese by default, English on request.
+
+``router`` holds every page; ``STATIC`` is the directory served at ``/static`` (the stylesheet and a vendored
+copy of htmx: the console loads nothing from the internet).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from garrison.server.console.views import audit, auth, home, units, users
+from garrison.server.console.web import STATIC
+
+router = APIRouter(include_in_schema=False)
+for _views in (auth, home, units, users, audit):
+    router.include_router(_views.router)
+
+__all__ = ["STATIC", "router"]

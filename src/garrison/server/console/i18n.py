@@ -1,0 +1,202 @@
+"""Languages of the console: Vietnamese by default, English on request, through gettext catalogs.
+
+The catalogs are the committed ``locales/<lang>/LC_MESSAGES/messages.po`` files, compiled in memory when first
+used (so a clean clone needs no build step); ``locales/messages.pot`` is extracted from the templates and from
+the ``N_``/``_`` calls of the console's Python code (``make messages`` refreshes both).
+
+This module also turns the services' English error messages into plain words in the reader's language: the
+services stay language-neutral and the console explains.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+
+from garrison.server.errors import ServerError, TooManyRequests
+
+LOCALES = Path(__file__).resolve().parent / "locales"
+LANGUAGES = {"vi": "Tiếng Việt", "en": "English"}
+DEFAULT_LANGUAGE = "vi"
+LANGUAGE_COOKIE = "garrison_lang"
+# Times are stored in UTC and shown in Vietnam's time.
+DISPLAY_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+
+Gettext = Callable[[str], str]
+
+
+def N_(message: str) -> str:
+    return message
+
+
+def language_of(cookie: str | None) -> str:
+    return cookie if cookie in LANGUAGES else DEFAULT_LANGUAGE
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def translations(language: str) -> Translations:
+    """The compiled catalog of ``language`` (read from its ``.po`` file once per process)."""
+    with (LOCALES / language / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        catalog = read_po(po, locale=language)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(compiled)
+
+
+def number(value: int, language: str) -> str:
+    """``1234`` as ``1.234`` in Vietnamese and ``1,234`` in English."""
+    return format_decimal(value, locale=language)
+
+
+def moment(value: datetime | None) -> str:
+    """A stored time as Vietnam's local time, day first (the way Vietnamese documents write dates)."""
+    if value is None:
+        return "—"
+    aware = value if value.tzinfo else value.replace(tzinfo=ZoneInfo("UTC"))
+    return aware.astimezone(DISPLAY_ZONE).strftime("%d/%m/%Y %H:%M")
+
+
+# Labels of stored codes, translated where they are shown.
+ROLE_LABELS = {
+    "admin": N_("Administrator (whole province)"),
+    "unit_admin": N_("Unit administrator"),
+    "auditor": N_("Auditor (read only)"),
+}
+KIND_LABELS = {
+    "province": N_("Province"),
+    "department": N_("Department or agency"),
+    "district": N_("District or commune"),
+    "unit": N_("Unit"),
+}
+ACTION_LABELS = {
+    "auth.login": N_("Logged in"),
+    "auth.login_failed": N_("Failed login"),
+    "user.create": N_("Created a user"),
+    "api_token.create": N_("Created an API token"),
+    "unit.create": N_("Created a unit"),
+    "unit.update": N_("Changed a unit"),
+    "unit.delete": N_("Deleted a unit"),
+}
+
+
+def label(table: dict[str, str], code: str, _: Gettext) -> str:
+    """The translated label of ``code``, or the code itself when it is new to the console."""
+    return _(table[code]) if code in table else code
+
+
+# The services' messages (English, for the API) and what the console says instead. The first pattern that
+# matches the whole message wins; its named groups fill the translation.
+_EXPLAINED: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), m)
+    for p, m in [
+        (r"wrong username, password or one-time code", N_("The username, password or one-time code is wrong.")),
+        (r"not logged in", N_("Please log in.")),
+        (r"no such page", N_("This page does not exist.")),
+        (r"the form is not valid", N_("Some fields of the form are not valid (too long or in the wrong format).")),
+        (r"the session expired; log in again", N_("Your session has ended. Please log in again.")),
+        (r"the account is disabled", N_("This account is disabled. Ask an administrator.")),
+        (
+            r"the password must be at least (?P<n>\d+) characters long",
+            N_("The password must have at least %(n)s characters."),
+        ),
+        (
+            r"the password repeats too few different characters",
+            N_("The password repeats the same few characters. Choose a longer, more varied one."),
+        ),
+        (
+            r"a username uses letters, digits, '\.', '_' and '-'",
+            N_("A username may only contain letters without accents, digits, '.', '_' and '-'."),
+        ),
+        (r"the username '(?P<name>.*)' is taken", N_("The username “%(name)s” is already taken.")),
+        (
+            r"only an administrator can create administrators",
+            N_("Only a province administrator can create administrators."),
+        ),
+        (
+            r"unit administrators and auditors belong to a unit",
+            N_("Choose the unit this person belongs to."),
+        ),
+        (r"no unit \d+", N_("This unit does not exist or is outside your part of the organisation.")),
+        (r"no user \d+", N_("This user does not exist or is outside your part of the organisation.")),
+        (r"read-only access", N_("Your account can only read; it cannot make changes.")),
+        (r"administrators only", N_("Only a province administrator can do this.")),
+        (
+            r"only an administrator can add a top-level unit",
+            N_("Only a province administrator can add a unit at the top of the tree."),
+        ),
+        (
+            r"the tree already has its root \(the province\); add units under it",
+            N_("The tree already has its top unit (the province). Choose it, or another unit, as the parent."),
+        ),
+        (r"a unit named '(?P<name>.*)' already exists there", N_("A unit named “%(name)s” already exists there.")),
+        (r"the code '(?P<code>.*)' is already used", N_("The code “%(code)s” is already used by another unit.")),
+        (r"a unit cannot become a second root", N_("Choose a parent unit.")),
+        (
+            r"a unit cannot move under itself or its own subtree",
+            N_("A unit cannot be moved under itself or under one of its own units."),
+        ),
+        (r"you cannot move the root of your own scope", N_("You cannot move the unit your account is attached to.")),
+        (
+            r"you cannot delete the root of your own scope",
+            N_("You cannot delete the unit your account is attached to."),
+        ),
+        (
+            r"the unit still has units under it; move or delete them first",
+            N_("This unit still has units under it. Move or delete them first."),
+        ),
+        (r"unknown parent '(?P<name>.*)'", N_("the parent unit “%(name)s” was not found")),
+        (r"empty name", N_("the name is empty")),
+        (r"'(?P<kind>.*)' is not a valid UnitKind", N_("the kind “%(kind)s” is not one of %(kinds)s")),
+        (r"invalid literal for int\(\) with base 10: '(?P<value>.*)'", N_("“%(value)s” is not a whole number")),
+        (r"the CSV needs the columns .*", N_("The file must start with the header line: %(columns)s")),
+        (r"the CSV file is larger than 5 MiB", N_("The file is larger than 5 MiB.")),
+        (
+            r"the setup link is not valid \(already used, or replaced by a newer one\)",
+            N_("This setup link no longer works: it was already used, or the server restarted and printed a new one."),
+        ),
+        (
+            r"your account is not attached to a unit; ask an administrator",
+            N_("Your account is not attached to a unit. Ask an administrator."),
+        ),
+    ]
+]
+_CSV_LINE = re.compile(r"CSV line (?P<line>\d+): (?P<rest>.*)", re.DOTALL)
+
+
+def explain(message: str, _: Gettext) -> str:
+    """``message`` from a service in plain words of the reader's language (unknown ones are passed through)."""
+    csv_line = _CSV_LINE.fullmatch(message)
+    if csv_line:
+        return _("Line %(line)s of the file: %(problem)s. Nothing was imported; correct the file and try again.") % {
+            "line": csv_line["line"],
+            "problem": explain(csv_line["rest"], _).rstrip("."),
+        }
+    for pattern, translated in _EXPLAINED:
+        found = pattern.fullmatch(message)
+        if found:
+            values = {
+                **found.groupdict(),
+                "columns": "name,kind,parent,code,servers,workstations,other",
+                "kinds": ", ".join(KIND_LABELS),
+            }
+            return _(translated) % values
+    return message
+
+
+def explain_error(error: ServerError, _: Gettext) -> str:
+    if isinstance(error, TooManyRequests):
+        minutes = max(1, math.ceil(error.retry_after / 60))
+        return _("Too many failed attempts. Please wait %(minutes)s minutes, then try again.") % {"minutes": minutes}
+    return explain(error.message, _)

@@ -1,0 +1,1 @@
+"""One module of console pages per domain."""

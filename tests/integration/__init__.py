@@ -1,0 +1,1 @@
+"""Tests across parts: the agent against the server, and (later) the browser against the console."""

@@ -164,3 +164,30 @@ def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
 def test_eicar_still_detected_with_a_database(tmp_path: Path) -> None:
     db = _write(tmp_path / "db", {"a.yar": YARA})
     assert Engine(load_database([db])).scan_bytes(EICAR, "eicar.com").status is Status.INFECTED
+
+
+LOGICAL = (
+    # Needs one of its patterns: checked in the second stage, after the prefilter found a pattern.
+    f"Test.Logical.Both-1;Engine:51-255,Target:0;0&1;{b'garrison'.hex()};{b'sample'.hex()}\n"
+    # True when its pattern is absent: cannot wait for a prefilter, so it is evaluated for every object.
+    f"Test.Logical.Absent-1;Engine:51-255,Target:0,FileSize:1-100;0=0;{b'never-present'.hex()}\n"
+)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_logical_signatures_in_both_stages(tmp_path: Path, cached: bool) -> None:
+    db = _write(tmp_path / "db", {"l.ldb": LOGICAL})
+    cache = tmp_path / "cache"
+    database = load_database([db], cache_dir=cache)
+    if cached:
+        database = load_database([db], cache_dir=cache)
+        assert database.report.from_cache
+    engine = Engine(database)
+    assert sorted(d.name for _, d in engine.scan_bytes(SAMPLE, "x").detections) == [
+        "Test.Logical.Absent-1",
+        "Test.Logical.Both-1",
+    ]
+    assert [d.name for _, d in engine.scan_bytes(b"\x00 only garrison here", "y").detections] == [
+        "Test.Logical.Absent-1"
+    ]
+    assert engine.scan_bytes(b"\x00" * 200, "z").status is Status.CLEAN

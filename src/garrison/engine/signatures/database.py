@@ -31,7 +31,7 @@ from garrison.engine.results import Detection, DetectionKind
 from garrison.engine.signatures import cvd
 from garrison.engine.signatures.hashdb import HashTable, HashTableBuilder, parse_hash_line
 from garrison.engine.signatures.ignore import IgnoreList
-from garrison.engine.signatures.ldb import parse_ldb_line
+from garrison.engine.signatures.ldb import LogicalSignature, parse_ldb_line
 from garrison.engine.signatures.ndb import GLOBALS, BodySignature, Placement, parse_ndb_line, target_gate
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ KNOWN_EXTENSIONS = (
     | LOGICAL_EXTENSIONS | PUA_BODY_EXTENSIONS | PUA_LOGICAL_EXTENSIONS | YARA_EXTENSIONS | CONTAINER_EXTENSIONS
 )  # fmt: skip
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 #: Body signatures checkable from match offsets alone share YARA rules, this many patterns per rule.
 BUCKET_SIZE = 1000
 
@@ -118,9 +118,11 @@ class Database:
         yara_sources: dict[str, str],
         normalized_targets: frozenset[int],
         buckets: list[BucketEntry] | None = None,
+        logical: SecondStage | None = None,
     ) -> None:
         self.hashes = hashes
         self._buckets = buckets or []
+        self._logical = logical
         self.allow = allow
         self.rules = rules
         self.report = report
@@ -170,20 +172,20 @@ class Database:
         """Body, logical and YARA signatures matching ``data``, an object of the given type and context."""
         if self.rules is None:
             return []
-        scanner = self._get_scanner()
-        scanner.set_global("garrison_target", target)
-        scanner.set_global("garrison_normalized", normalized)
-        scanner.set_global("garrison_type", file_type)
-        scanner.set_global("garrison_container", container)
-        scanner.set_global("garrison_intermediates", intermediates)
-        if timeout is not None:
-            scanner.set_timeout(max(1, int(timeout)))
+        context = (target, normalized, file_type, container, intermediates, timeout)
+        scanner = _prepared(self._get_scanner(), *context)
         found: list[Detection] = []
+        prefiltered = False
         for rule in scanner.scan(data).matching_rules:
             if rule.namespace == "bucket":
                 found.extend(self._bucket_detections(rule, len(data)))
+            elif rule.namespace == "prefilter":
+                prefiltered = True
             else:
                 found.append(self._detection(rule))
+        if prefiltered and self._logical is not None:
+            second = _prepared(self._logical.scanner(), *context)
+            found.extend(self._detection(rule) for rule in second.scan(data).matching_rules)
         return found
 
     def _bucket_detections(self, rule: yara_x.Rule, size: int) -> list[Detection]:
@@ -215,6 +217,63 @@ class Database:
             self._yara_sources.get(rule.namespace),
             rule.identifier,
         )
+
+
+def _prepared(
+    scanner: yara_x.Scanner,
+    target: int,
+    normalized: bool,
+    file_type: str,
+    container: str,
+    intermediates: str,
+    timeout: float | None,
+) -> yara_x.Scanner:
+    """The scanner with the globals describing the object set (translated signatures gate on them)."""
+    scanner.set_global("garrison_target", target)
+    scanner.set_global("garrison_normalized", normalized)
+    scanner.set_global("garrison_type", file_type)
+    scanner.set_global("garrison_container", container)
+    scanner.set_global("garrison_intermediates", intermediates)
+    if timeout is not None:
+        scanner.set_timeout(max(1, int(timeout)))
+    return scanner
+
+
+class SecondStage:
+    """Logical signatures checked only for objects where a shared prefilter found one of their patterns.
+
+    yara-x evaluates every rule's condition for every object (about 70 ns per logical signature), and
+    recompiles the conditions each time compiled rules are loaded. A logical signature that cannot match without
+    one of its patterns (nearly all of them) therefore lives here instead: its patterns go into a few shared
+    prefilter rules, and these rules run only when one of those patterns was found. They are deserialised on
+    first use, in each process, so loading a database does not pay for them.
+    """
+
+    def __init__(self, rules: yara_x.Rules | None = None, serialized: bytes | None = None) -> None:
+        self._rules = rules
+        self.serialized = serialized
+        self._scanner: yara_x.Scanner | None = None
+        self._pid = 0
+
+    def rules(self) -> yara_x.Rules:
+        if self._rules is None:
+            if self.serialized is None:
+                raise RuntimeError("second-stage rules without a compiled form")
+            self._rules = yara_x.Rules.deserialize_from(io.BytesIO(self.serialized))
+        return self._rules
+
+    def serialize(self) -> bytes:
+        if self.serialized is None:
+            buffer = io.BytesIO()
+            self.rules().serialize_into(buffer)
+            self.serialized = buffer.getvalue()
+        return self.serialized
+
+    def scanner(self) -> yara_x.Scanner:
+        if self._scanner is None or self._pid != os.getpid():
+            self._scanner = yara_x.Scanner(self.rules())
+            self._pid = os.getpid()
+        return self._scanner
 
 
 # -- loading ------------------------------------------------------------------------------------------------
@@ -300,6 +359,9 @@ class _Loader:
         self.normalized_targets: set[int] = set()
         self.buckets: list[BucketEntry] = []
         self.bucket_patterns: dict[int, list[tuple[int, str]]] = {}
+        self.logical_rules: list[str] = []
+        self.logical_imports: set[str] = set()
+        self.prefilter_patterns: list[str] = []
 
     def load(self, files: list[Path]) -> Database:
         documents = list(self._documents(files))
@@ -316,6 +378,7 @@ class _Loader:
             if ext not in IGNORE_EXTENSIONS:
                 self._document(name, ext, text)
         rules, yara_sources = self._compile()
+        logical = self._compile_second_stage()
         counts = self.report.counts
         if not (self.report.signatures or len(self.allow) or counts["disabled"] or counts["gated"]):
             raise DatabaseError("no usable signatures were found in the database")
@@ -327,6 +390,7 @@ class _Loader:
             yara_sources,
             frozenset(self.normalized_targets),
             self.buckets,
+            logical,
         )
 
     def _warn(self, error: SignatureError | str) -> None:
@@ -443,6 +507,10 @@ class _Loader:
         if placement is not None:
             self.bucket_patterns.setdefault(sig.target, []).append((len(self.buckets), sig.pattern))
             self.buckets.append(BucketEntry(sig.name, sig.source, sig.line, placement))
+        elif isinstance(sig, LogicalSignature) and sig.needs_a_match:
+            self.logical_rules.append(sig.to_yara(f"l{len(self.logical_rules)}"))
+            self.logical_imports.update(sig.imports)
+            self.prefilter_patterns.extend(sig.patterns)
         else:
             self.rules.append(sig.to_yara(f"c{len(self.rules)}"))
             self.imports.update(sig.imports)
@@ -451,7 +519,7 @@ class _Loader:
         return True
 
     def _compile(self) -> tuple[yara_x.Rules | None, dict[str, str]]:
-        if not self.rules and not self.yara_files and not self.buckets:
+        if not self.rules and not self.yara_files and not self.buckets and not self.logical_rules:
             return None, {}
         compiler = yara_x.Compiler()
         for name, value in GLOBALS.items():
@@ -460,6 +528,9 @@ class _Loader:
         if self.buckets:
             compiler.new_namespace("bucket")
             compiler.add_source(_bucket_rules(self.bucket_patterns), origin="translated ClamAV body signatures")
+        if self.prefilter_patterns:
+            compiler.new_namespace("prefilter")
+            compiler.add_source(_prefilter_rules(self.prefilter_patterns), origin="logical signature patterns")
         if self.rules:
             compiler.new_namespace("clamav")
             header = "".join(f'import "{module}"\n' for module in sorted(self.imports))
@@ -479,6 +550,28 @@ class _Loader:
             self.report.counts["yara"] += per_namespace[namespace]
             self.report.sources.append(SourceInfo(source, "yara", per_namespace[namespace]))
         return rules, yara_sources
+
+    def _compile_second_stage(self) -> SecondStage | None:
+        if not self.logical_rules:
+            return None
+        compiler = yara_x.Compiler()
+        for name, value in GLOBALS.items():
+            compiler.define_global(name, value)
+        compiler.new_namespace("clamav")
+        header = "".join(f'import "{module}"\n' for module in sorted(self.logical_imports))
+        compiler.add_source(header + "\n".join(self.logical_rules), origin="translated ClamAV logical signatures")
+        return SecondStage(compiler.build())
+
+
+def _prefilter_rules(patterns: list[str]) -> str:
+    """Rules matching when any pattern of any second-stage logical signature is found."""
+    rules = []
+    for start in range(0, len(patterns), BUCKET_SIZE):
+        strings = "".join(
+            f"    $q{start + i} = {text}\n" for i, text in enumerate(patterns[start : start + BUCKET_SIZE])
+        )
+        rules.append(f"rule p{start // BUCKET_SIZE} {{\n  strings:\n{strings}  condition:\n    any of them\n}}\n")
+    return "\n".join(rules)
 
 
 def _bucket_rules(patterns: dict[int, list[tuple[int, str]]]) -> str:
@@ -512,6 +605,8 @@ def _save_cached(database: Database, cache_dir: Path, key: str) -> None:
             buffer = io.BytesIO()
             database.rules.serialize_into(buffer)
             (work / "rules.yarx").write_bytes(buffer.getvalue())
+        if database._logical is not None:
+            (work / "logical.yarx").write_bytes(database._logical.serialize())
         meta = {
             "format": CACHE_FORMAT,
             "counts": dict(database.report.counts),
@@ -544,6 +639,8 @@ def _load_cached(directory: Path) -> Database | None:
         if rules_path.exists():
             with rules_path.open("rb") as handle:
                 rules = yara_x.Rules.deserialize_from(handle)
+        logical_path = directory / "logical.yarx"
+        logical = SecondStage(serialized=logical_path.read_bytes()) if logical_path.exists() else None
         report = LoadReport(
             counts=Counter(meta["counts"]),
             sources=[SourceInfo(**s) for s in meta["sources"]],
@@ -561,6 +658,7 @@ def _load_cached(directory: Path) -> Database | None:
                 BucketEntry(n, src, line, Placement(kind, value, shift))
                 for n, src, line, kind, value, shift in meta["buckets"]
             ],
+            logical,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if directory.exists():

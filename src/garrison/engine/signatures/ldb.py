@@ -208,6 +208,19 @@ def _has_count(expr: _Expr) -> bool:
     return False
 
 
+def _holds_without_matches(expr: _Expr) -> bool:
+    """Whether the expression is true when no subsignature matched at all (``0=0``, ``0<2``, ``(0|1)=0``...).
+
+    A counted block counts 0 when nothing in it matched, and a ``,Y`` distinct count then fails.
+    """
+    if isinstance(expr, _Leaf):
+        return False
+    if isinstance(expr, _Op):
+        left, right = _holds_without_matches(expr.left), _holds_without_matches(expr.right)
+        return (left and right) if expr.op == "&" else (left or right)
+    return _COMPARE[expr.op](0, expr.value) and not expr.distinct
+
+
 def _condition(expr: _Expr, terms: list[_Term]) -> str:
     if isinstance(expr, _Leaf):
         return terms[expr.index].present()
@@ -544,10 +557,25 @@ class LogicalSignature:
     _strings: tuple[SubjectString, ...] = field(repr=False, compare=False, default=())
     _condition: str = field(repr=False, compare=False, default="false")
     _imports: frozenset[str] = field(repr=False, compare=False, default=frozenset())
+    _needs_match: bool = field(repr=False, compare=False, default=True)
 
     @property
     def target(self) -> int:
         return self.tdb.target
+
+    @property
+    def needs_a_match(self) -> bool:
+        """True when the signature can only match an object in which one of its patterns was found.
+
+        Such signatures can be checked only for objects where a shared prefilter found one of their patterns,
+        instead of evaluating their conditions for every object.
+        """
+        return self._needs_match
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The YARA patterns (hex strings or regexes, with their modifiers) the rule declares."""
+        return tuple(s.pattern.text for s in self._strings)
 
     @property
     def min_flevel(self) -> int:
@@ -617,4 +645,5 @@ def parse_ldb_line(line: str, source: str, lineno: int) -> LogicalSignature:
         _strings=strings,
         _condition=" and\n    ".join(conds),
         _imports=frozenset(modules | ctx.modules),
+        _needs_match=not _holds_without_matches(expr),
     )

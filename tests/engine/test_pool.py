@@ -74,4 +74,4 @@ def test_a_killed_worker_loses_nothing_and_blames_no_file(tmp_path: Path) -> Non
     thread.join()
     assert killed
     assert sorted(r.path for r in results) == sorted(p for p, _ in paths)
-    assert all(r.status is Status.CLEAN for r in results)
+    assert all(r.status is Status.CLEAN for r in results), [(r.path, r.status, r.reason) for r in results]

@@ -8,6 +8,7 @@ import sys
 import click
 
 from garrison import __version__
+from garrison.cli.agent import agent
 from garrison.cli.db import db
 from garrison.cli.scan import scan
 from garrison.cli.server import server
@@ -25,6 +26,7 @@ def cli(verbose: int) -> None:
 cli.add_command(scan)
 cli.add_command(db)
 cli.add_command(server)
+cli.add_command(agent)
 
 
 def main() -> None:

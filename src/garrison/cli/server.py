@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+from pathlib import Path
 
 import click
 
+from garrison.server import tls
 from garrison.server.audit.service import Actor
 from garrison.server.auth import service as auth
 from garrison.server.auth.models import Role
@@ -56,32 +59,105 @@ def create_admin(username: str, display_name: str, password_stdin: bool) -> None
     click.echo(f"administrator {user.username!r} created")
 
 
+def _tls_files(settings: ServerSettings, names: tuple[str, ...]) -> tls.TlsFiles:
+    files = tls.ensure_self_signed(settings.data_dir, tls.subject_names(settings.host, names))
+    if files.created:
+        click.echo(f"created a self-signed TLS certificate: {files.cert} (key {files.key}, mode 0600)")
+    return files
+
+
+_TLS_NAME = click.option(
+    "--tls-name",
+    multiple=True,
+    envvar="GARRISON_TLS_NAMES",
+    help="Host name or address agents use to reach this server, for the self-signed certificate when it is made "
+    "(repeatable; GARRISON_TLS_NAMES, space-separated).",
+)
+
+
+@server.command("fingerprint")
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Certificate to show [default: the self-signed one].",
+)
+@_TLS_NAME
+def fingerprint_command(tls_cert: str | None, tls_name: tuple[str, ...]) -> None:
+    """Print the SHA-256 fingerprint agents pin (garrison agent enroll --fingerprint ...)."""
+    settings = ServerSettings()
+    path = Path(tls_cert) if tls_cert else _tls_files(settings, tls_name).cert
+    click.echo(tls.certificate_fingerprint(path))
+
+
 @server.command("run")
 @click.option("--host", default=None, help="Address to listen on [default: GARRISON_HOST or 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [default: GARRISON_PORT or 8443].")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate: serve HTTPS.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of the certificate.")
-def run(host: str | None, port: int | None, tls_cert: str | None, tls_key: str | None) -> None:
-    """Start the server. With no users yet, prints a one-time link that creates the first administrator."""
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate [default: a self-signed one made once in the data directory].",
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert.")
+@_TLS_NAME
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Serve plain HTTP: only for development, or behind a reverse proxy that terminates TLS.",
+)
+def run(
+    host: str | None,
+    port: int | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_name: tuple[str, ...],
+    insecure_http: bool,
+) -> None:
+    """Start the server over HTTPS. With no users yet, prints a one-time link that creates the first administrator."""
     import uvicorn  # noqa: PLC0415 - only this command needs the ASGI server
 
     from garrison.server.app import create_app  # noqa: PLC0415
 
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if insecure_http and tls_cert:
+        raise click.UsageError("--insecure-http serves no certificate; leave out --tls-cert/--tls-key")
     settings = ServerSettings()
     if host:
         settings.host = host
     if port:
         settings.port = port
+    cert_file = key_file = None
+    if insecure_http:
+        click.echo(
+            "WARNING: serving plain HTTP (--insecure-http). Agents refuse http:// servers: put a reverse proxy that "
+            "terminates TLS in front of this port, or use this only for development.",
+            err=True,
+        )
+    elif tls_cert and tls_key:
+        cert_file, key_file = tls_cert, tls_key
+    else:
+        files = _tls_files(settings, tls_name)
+        cert_file, key_file = str(files.cert), str(files.key)
     database = _database(settings)
     app = create_app(settings, database)
-    scheme = "https" if tls_cert else "http"
+    scheme = "http" if insecure_http else "https"
+    url = f"{scheme}://{_url_host(settings.host)}:{settings.port}"
+    if cert_file:
+        pin = tls.certificate_fingerprint(Path(cert_file))
+        click.echo(f"TLS certificate {cert_file}, SHA-256 fingerprint:\n  {pin}")
+        click.echo(f"Agents enroll with: garrison agent enroll --server {url} --token TOKEN --fingerprint {pin}")
     with database.session() as session:
         token = auth.issue_setup_token(session)
     if token:
-        click.echo(
-            f"No administrator yet. Create one at: {scheme}://{settings.host}:{settings.port}/setup?token={token}"
-        )
+        click.echo(f"No administrator yet. Create one at: {url}/setup?token={token}")
         click.echo("(or run: garrison server create-admin --username NAME)")
     uvicorn.run(
-        app, host=settings.host, port=settings.port, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="info"
+        app, host=settings.host, port=settings.port, ssl_certfile=cert_file, ssl_keyfile=key_file, log_level="info"
     )
+
+
+def _url_host(host: str) -> str:
+    """The listening address as agents and browsers write it (this machine's name when listening everywhere)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - compared, not bound
+        host = socket.getfqdn()
+    return f"[{host}]" if ":" in host else host

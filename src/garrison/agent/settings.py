@@ -1,0 +1,79 @@
+"""Agent settings: ``GARRISON_AGENT_*`` environment variables, read once in the entry point and passed down.
+
+Lists are given as JSON, e.g. ``GARRISON_AGENT_WATCH_PATHS='["/home", "/srv"]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+def default_state_dir() -> Path:
+    """``/var/lib/garrison-agent`` for root (``%ProgramData%\\Garrison Agent`` on Windows), else the user's state
+    directory (``~/.local/state/garrison-agent``)."""
+    if os.name == "nt":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Garrison Agent"
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/garrison-agent")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "garrison-agent"
+
+
+class AgentSettings(BaseSettings):
+    """Everything the agent needs to start.
+
+    Attributes:
+        state_dir: identity, outbox, quarantine and status files (mode 0700; keep it on a local disk).
+        db_dir: signature databases; empty means ``state_dir/db``. With none there, only the built-in EICAR check
+            applies.
+        watch_paths: what ``garrison agent scan`` scans when given no path (and, later, real-time protection).
+        exclude: glob patterns of paths not to scan.
+        scan_jobs: processes scanning in parallel (1: in the agent's own process).
+        heartbeat_seconds: how often to report until the server says otherwise.
+        backoff_base, backoff_cap: reconnecting waits a random time between 0 and
+            ``min(cap, base * 2**failures)`` seconds (exponential backoff with full jitter).
+        retry_after_cap: the longest ``Retry-After`` honoured, in seconds.
+        timeout: seconds for one request (connect, read, write each).
+        batch_size: events per request (the server takes up to 1,000).
+        outbox_max_bytes: bound on queued events; past it the oldest are dropped and counted.
+        proxy: an HTTP(S) proxy URL; proxy environment variables are not used.
+        allow_http: accept ``http://`` server URLs. Development only: credentials travel in clear text.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GARRISON_AGENT_")
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    db_dir: Path | None = None
+    watch_paths: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    scan_jobs: int = Field(default=1, ge=1, le=64)
+    heartbeat_seconds: float = Field(default=60.0, gt=0)
+    backoff_base: float = Field(default=1.0, gt=0)
+    backoff_cap: float = Field(default=300.0, gt=0)
+    retry_after_cap: float = Field(default=3600.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=1000)
+    outbox_max_bytes: int = Field(default=64 * MiB, ge=MiB)
+    proxy: str | None = None
+    allow_http: bool = False
+
+    @property
+    def signature_dir(self) -> Path:
+        return self.db_dir or self.state_dir / "db"
+
+    @property
+    def identity_path(self) -> Path:
+        return self.state_dir / "identity.json"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.state_dir / "outbox.sqlite3"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"

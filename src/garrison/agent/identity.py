@@ -16,14 +16,13 @@ This module does no network.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from garrison.atomicfile import write_atomic
 
 TrustKind = Literal["pinned", "ca", "none"]
 _FORMAT = 1
@@ -80,26 +79,8 @@ class Identity:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically, as a mode-0600 file, fsynced (the folder too, where possible)."""
-    path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
-    if os.name != "nt":
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    """Replace ``path`` with ``data`` atomically, as a mode-0600 file."""
+    write_atomic(path, data, 0o600)
 
 
 def save(path: Path, identity: Identity) -> None:

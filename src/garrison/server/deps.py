@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from garrison.server.audit.service import Actor
@@ -25,6 +25,18 @@ from garrison.server.settings import ServerSettings
 SESSION_COOKIE = "garrison_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def set_session_cookie(response: Response, request: Request, token: str, settings: ServerSettings) -> None:
+    """The console session cookie: not readable by scripts, never sent cross-site, HTTPS-only under HTTPS."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="strict",
+        max_age=int(settings.session_hours * 3600),
+    )
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
-import os
 import socket
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from garrison.atomicfile import write_atomic
 
 CERT_NAME = "tls-cert.pem"
 KEY_NAME = "tls-key.pem"
@@ -127,23 +127,6 @@ def make_self_signed(names: list[str], now: dt.datetime | None = None) -> tuple[
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with ``mode`` so that a reader sees the old file or the whole new one."""
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # made with mode 0600
-    try:
-        if mode != 0o600:
-            os.chmod(partial, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
-
-
 def ensure_self_signed(data_dir: Path, names: list[str]) -> TlsFiles:
     """The self-signed certificate and key in ``data_dir``, made now if they do not both exist yet.
 
@@ -156,6 +139,6 @@ def ensure_self_signed(data_dir: Path, names: list[str]) -> TlsFiles:
         return TlsFiles(cert_path, key_path)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     cert_pem, key_pem = make_self_signed(names)
-    _write_atomic(key_path, key_pem, 0o600)
-    _write_atomic(cert_path, cert_pem, 0o644)
+    write_atomic(key_path, key_pem, 0o600)
+    write_atomic(cert_path, cert_pem, 0o644)
     return TlsFiles(cert_path, key_path, created=True)

@@ -9,7 +9,14 @@ from fastapi.responses import JSONResponse
 
 from garrison.server.auth import service
 from garrison.server.auth.schemas import LoginIn, LoginOut, SetupIn, TokenIn, TokenOut, UserIn, UserOut
-from garrison.server.deps import SESSION_COOKIE, CurrentCaller, DbSession, Settings, client_address
+from garrison.server.deps import (
+    SESSION_COOKIE,
+    CurrentCaller,
+    DbSession,
+    Settings,
+    client_address,
+    set_session_cookie,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -27,14 +34,7 @@ def login(
     except service.LoginFailed as failed:
         # Answered, not raised, so that the failed attempt is committed and counts towards throttling.
         return JSONResponse({"error": failed.code, "message": failed.message}, status_code=failed.status)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        httponly=True,
-        secure=request.url.scheme == "https",
-        samesite="strict",
-        max_age=int(settings.session_hours * 3600),
-    )
+    set_session_cookie(response, request, token, settings)
     return LoginOut(username=user.username, display_name=user.display_name, role=user.role, csrf_token=csrf)
 
 

@@ -25,7 +25,7 @@ from garrison.server.console.web import (
     redirect,
     render,
 )
-from garrison.server.deps import SESSION_COOKIE, Settings, client_address
+from garrison.server.deps import SESSION_COOKIE, Settings, client_address, set_session_cookie
 from garrison.server.errors import ServerError, TooManyRequests, Unauthorized
 
 router = console_router()
@@ -109,14 +109,7 @@ def login(
         response.headers["Retry-After"] = str(throttled.retry_after)
         return response
     response = redirect(next_url)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        httponly=True,
-        secure=request.url.scheme == "https",
-        samesite="strict",
-        max_age=int(settings.session_hours * 3600),
-    )
+    set_session_cookie(response, request, token, settings)
     response.delete_cookie(LOGIN_COOKIE)
     return response
 

@@ -7,7 +7,7 @@ import re
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response
 from sqlalchemy import select
 
 from garrison.server.auth import service as auth

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, select
 
-from garrison.server.db import Base
+from garrison.server.db import Base, Database, make_engine, migrate
+from garrison.server.units.models import Unit, UnitKind
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -19,3 +23,47 @@ def test_every_table_exists(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     assert "alembic_version" in tables
+
+
+def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path: Path) -> None:
+    """A request that read, then writes after another request committed, must wait, not fail "database is locked".
+
+    A reads; B then reads, writes and commits (or, as Garrison does it, waits for A); A writes last.
+    """
+    engine = make_engine(f"sqlite:///{tmp_path / 'busy.db'}")
+    migrate(engine)
+    database = Database(engine)
+    with database.session() as session:
+        session.add(Unit(name="Tỉnh", kind=UnitKind.PROVINCE, path="/"))
+    a_has_read, b_done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def request_a() -> None:
+        try:
+            with database.session() as session:
+                unit = session.scalars(select(Unit)).one()
+                a_has_read.set()
+                b_done.wait(timeout=1)  # B either finished (deferred transactions) or is queued behind A
+                unit.declared_servers += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    def request_b() -> None:
+        a_has_read.wait(timeout=10)
+        try:
+            with database.session() as session:
+                session.scalars(select(Unit)).one().declared_servers += 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            b_done.set()
+
+    threads = [threading.Thread(target=request_a), threading.Thread(target=request_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with database.session() as session:
+        assert session.scalars(select(Unit)).one().declared_servers == 2
+    engine.dispose()

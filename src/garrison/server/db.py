@@ -65,7 +65,11 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
+            # IMMEDIATE: take the write lock when the transaction starts. A deferred transaction that reads and
+            # then writes fails at once with "database is locked" when another request committed in between
+            # (SQLite cannot upgrade a stale read snapshot, and the busy timeout does not apply to that case);
+            # waiting for the lock up front lets the busy timeout queue concurrent requests instead.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

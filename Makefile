@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck importlint pytest bench clean setup messages
+.PHONY: run demo test lint typecheck importlint pytest bench clean setup messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
+# The whole system on this machine (server on SQLite, a local agent), data in .garrison/local/, until Ctrl-C.
 run: $(STAMP)
+	$(BIN)/python scripts/run_local.py
+
+# The engine alone: a sample tree with EICAR hidden in nested containers, scanned with `garrison scan`.
+demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 lint: $(STAMP)

@@ -181,6 +181,19 @@ def test_console_in_a_real_browser(server: tuple[str, str], tmp_path: Path) -> N
             expect(page.locator("tbody")).to_contain_text("Quản trị toàn tỉnh")
             page.screenshot(path=shots / "09-users.png", full_page=True)
 
+            # An enrollment token: the ready-to-copy command is shown once.
+            page.click("nav >> text=Mã đăng ký máy")
+            page.select_option("#unit_id", label="Tỉnh Bắc Ninh")
+            page.fill("#name", "Phòng Kế toán")
+            page.click("main form.form button[type=submit]")
+            expect(page.locator("pre.command")).to_contain_text(f"garrison agent enroll --server {base} --token gse_")
+            expect(page.locator("tbody tr")).to_have_count(1)
+            page.screenshot(path=shots / "10-enrollment.png", full_page=True)
+            page.click("nav >> text=Máy tính")
+            expect(page.locator("tbody")).to_contain_text("Không có máy tính nào")
+            page.click("nav >> text=Phát hiện mã độc")
+            expect(page.locator("tbody")).to_contain_text("Không có phát hiện nào")
+
             page.click("text=English")
             page.click("text=Log out")
             expect(page.locator("h1")).to_have_text("Log in to Garrison")

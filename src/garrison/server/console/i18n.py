@@ -88,6 +88,28 @@ ACTION_LABELS = {
     "unit.create": N_("Created a unit"),
     "unit.update": N_("Changed a unit"),
     "unit.delete": N_("Deleted a unit"),
+    "enrollment_token.create": N_("Made an enrollment token"),
+    "enrollment_token.revoke": N_("Revoked an enrollment token"),
+    "agent.enroll": N_("A computer enrolled"),
+    "agent.revoke": N_("Revoked a computer"),
+    "detection.triage": N_("Reviewed a detection"),
+}
+STATE_LABELS = {
+    "online": N_("Online"),
+    "offline": N_("Offline"),
+    "stale": N_("Not heard from for over 14 days"),
+    "revoked": N_("Revoked"),
+}
+TRIAGE_LABELS = {
+    "new": N_("To review"),
+    "resolved": N_("Resolved"),
+    "false_positive": N_("False alarm"),
+}
+# What the agent did with a detected file.
+DETECTION_ACTION_LABELS = {
+    "report": N_("Reported only"),
+    "quarantine": N_("Moved to quarantine"),
+    "delete": N_("Deleted"),
 }
 
 
@@ -130,6 +152,13 @@ _EXPLAINED: list[tuple[re.Pattern[str], str]] = [
         ),
         (r"no unit \d+", N_("This unit does not exist or is outside your part of the organisation.")),
         (r"no user \d+", N_("This user does not exist or is outside your part of the organisation.")),
+        (r"no enrollment token \d+", N_("This token does not exist or is outside your part of the organisation.")),
+        (r"no agent .*", N_("This computer does not exist or is outside your part of the organisation.")),
+        (r"no detection .*", N_("This detection does not exist or is outside your part of the organisation.")),
+        (
+            r"an enrollment token lasts between a few minutes and 365 days",
+            N_("The number of days must be a whole number from 1 to 365."),
+        ),
         (r"read-only access", N_("Your account can only read; it cannot make changes.")),
         (r"administrators only", N_("Only a province administrator can do this.")),
         (

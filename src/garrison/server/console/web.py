@@ -65,6 +65,11 @@ def environment(language: str) -> Environment:
         role_label=lambda code: i18n.label(i18n.ROLE_LABELS, code, i18n.translations(language).gettext),
         kind_label=lambda code: i18n.label(i18n.KIND_LABELS, code, i18n.translations(language).gettext),
         action_label=lambda code: i18n.label(i18n.ACTION_LABELS, code, i18n.translations(language).gettext),
+        state_label=lambda code: i18n.label(i18n.STATE_LABELS, code, i18n.translations(language).gettext),
+        triage_label=lambda code: i18n.label(i18n.TRIAGE_LABELS, code, i18n.translations(language).gettext),
+        detection_action_label=lambda code: i18n.label(
+            i18n.DETECTION_ACTION_LABELS, code, i18n.translations(language).gettext
+        ),
     )
     env.filters["number"] = lambda value: i18n.number(value, language)
     return env

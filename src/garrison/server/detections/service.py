@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -67,6 +69,47 @@ def list_detections(
     if triage is not None:
         query = query.where(Detection.triage == triage)
     return session.scalars(query.order_by(Detection.occurred_at.desc()).limit(limit).offset(offset)).all()
+
+
+def _filtered(
+    query: Select[Any], scope: Scope, triage: Triage | None, agent_id: str | None, since: datetime | None
+) -> Select[Any]:
+    query = units.within(query, scope, Detection.unit_id)
+    if triage is not None:
+        query = query.where(Detection.triage == triage)
+    if agent_id is not None:
+        query = query.where(Detection.agent_id == agent_id)
+    if since is not None:
+        query = query.where(Detection.occurred_at >= since)
+    return query
+
+
+def search(
+    session: Session,
+    scope: Scope,
+    *,
+    triage: Triage | None = None,
+    agent_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Sequence[Detection]:
+    """Read-only: the detections in ``scope`` matching the filters, newest first."""
+    query = _filtered(select(Detection), scope, triage, agent_id, since)
+    return session.scalars(query.order_by(Detection.occurred_at.desc()).limit(limit).offset(offset)).all()
+
+
+def count(
+    session: Session,
+    scope: Scope,
+    *,
+    triage: Triage | None = None,
+    agent_id: str | None = None,
+    since: datetime | None = None,
+) -> int:
+    """Read-only: how many detections in ``scope`` match the filters."""
+    query = _filtered(select(func.count(Detection.id)), scope, triage, agent_id, since)
+    return session.scalar(query) or 0
 
 
 def get(session: Session, scope: Scope, detection_id: str) -> Detection:

@@ -1,0 +1,204 @@
+"""Console pages of the protected computers (agents): the list with filters and its CSV export, one agent's
+page (what it reported, its recent detections) and revoking it.
+
+Agents are read through ``agents.service`` with the viewer's scope, like the API; their state (online, offline
+since…, stale, revoked) is computed by ``agents.service.state_of`` from the heartbeat interval.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request, Response
+from sqlalchemy.orm import Session
+
+from garrison.server.agents import service
+from garrison.server.agents.models import Agent
+from garrison.server.auth.scope import Scope
+from garrison.server.console import i18n
+from garrison.server.console.views.audit import _cell
+from garrison.server.console.views.units import tree_rows
+from garrison.server.console.web import (
+    ConsoleDb,
+    CurrentViewer,
+    WritingViewer,
+    console_router,
+    gettext,
+    redirect,
+    render,
+)
+from garrison.server.db import utcnow
+from garrison.server.deps import Settings
+from garrison.server.detections import service as detections
+from garrison.server.units import service as units
+from garrison.server.units.models import Unit
+
+router = console_router()
+
+MAX_EXPORT = 100_000
+RECENT_DETECTIONS = 20
+#: The "signatures older than" filters offered (days), as on the overview.
+SIGNATURE_AGES = (7, 15)
+STATES = [state.value for state in service.AgentState]
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """An agent with its state, as one row of the list."""
+
+    agent: Agent
+    state: str
+    since: datetime | None
+    unit_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    state: str = ""
+    unit: int | None = None
+    signatures: int | None = None  # older than this many days (or never reported)
+    protected: bool = False
+
+    def query_string(self) -> str:
+        parts: dict[str, Any] = {
+            "state": self.state,
+            "unit": self.unit,
+            "signatures": self.signatures,
+            "protected": "1" if self.protected else "",
+        }
+        return urlencode({k: str(v) for k, v in parts.items() if v})
+
+
+def signature_older_than(agent: Agent, days: int, now: datetime) -> bool:
+    """Signatures older than ``days`` (an agent that never reported a date counts as out of date)."""
+    return agent.signature_date is None or service.aware(agent.signature_date) < now - timedelta(days=days)
+
+
+def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters: Filters) -> list[Shown]:
+    """The agents of the viewer's scope matching ``filters``, each with its state."""
+    now = utcnow()
+    unit_list: Sequence[Unit] = units.subtree(session, viewer_scope)
+    names = {u.id: u.name for u in unit_list}
+    inside: set[int] | None = None
+    if filters.unit is not None:
+        chosen = next((u for u in unit_list if u.id == filters.unit), None)
+        inside = {u.id for u in unit_list if chosen and u.path.startswith(chosen.path)}
+    rows = []
+    for agent in service.list_agents(session, viewer_scope):
+        info = service.state_of(agent, interval, now)
+        if inside is not None and agent.unit_id not in inside:
+            continue
+        if filters.state and info.state.value != filters.state:
+            continue
+        active = info.state is not service.AgentState.REVOKED
+        if filters.signatures and not (active and signature_older_than(agent, filters.signatures, now)):
+            continue
+        if filters.protected and not (info.state is service.AgentState.ONLINE and agent.realtime_enabled):
+            continue
+        rows.append(Shown(agent, info.state.value, info.since, names.get(agent.unit_id, "")))
+    return rows
+
+
+def _filters(state: str, unit: str, signatures: str, protected: str) -> Filters:
+    return Filters(
+        state if state in STATES else "",
+        int(unit) if unit.isdigit() else None,
+        int(signatures) if signatures in {str(d) for d in SIGNATURE_AGES} else None,
+        protected == "1",
+    )
+
+
+@router.get("/agents")
+def list_page(
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    settings: Settings,
+    state: str = "",
+    unit: str = "",
+    signatures: str = "",
+    protected: str = "",
+    done: str = "",
+) -> Response:
+    _ = gettext(request)
+    filters = _filters(state, unit, signatures, protected)
+    context = {
+        "agents": shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters),
+        "filters": filters,
+        "states": STATES,
+        "units": tree_rows(units.subtree(session, viewer.caller.scope)),
+        "signature_ages": SIGNATURE_AGES,
+        "notice": _("The computer was revoked: it can no longer report to this server.") if done == "revoked" else "",
+    }
+    return render(request, "agents/list.html", context, viewer=viewer)
+
+
+@router.get("/agents.csv")
+def export(
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    settings: Settings,
+    state: str = "",
+    unit: str = "",
+    signatures: str = "",
+    protected: str = "",
+) -> Response:
+    _ = gettext(request)
+    filters = _filters(state, unit, signatures, protected)
+    buffer = io.StringIO()
+    buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
+    writer = csv.writer(buffer)
+    header = [_("Computer"), _("Unit"), _("State"), _("Since"), _("Operating system"), _("Agent version")]
+    writer.writerow([*header, _("Signatures of"), _("Real-time protection"), _("Last seen"), _("Address"), "ID"])
+    for row in shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters)[:MAX_EXPORT]:
+        agent = row.agent
+        values = [
+            agent.hostname,
+            row.unit_name,
+            i18n.label(i18n.STATE_LABELS, row.state, _),
+            i18n.moment(row.since),
+            f"{agent.os} {agent.os_version}".strip(),
+            agent.agent_version,
+            i18n.moment(agent.signature_date),
+            _("On") if agent.realtime_enabled else _("Off"),
+            i18n.moment(agent.last_seen_at),
+            agent.last_address,
+            agent.id,
+        ]
+        writer.writerow([_cell(v) for v in values])
+    filename = f"garrison-agents-{datetime.now(i18n.DISPLAY_ZONE):%Y%m%d-%H%M}.csv"
+    return Response(
+        buffer.getvalue().encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/agents/{agent_id}")
+def detail(request: Request, agent_id: str, session: ConsoleDb, viewer: CurrentViewer, settings: Settings) -> Response:
+    agent = service.get_agent(session, viewer.caller.scope, agent_id)
+    info = service.state_of(agent, settings.heartbeat_seconds)
+    unit = units.get(session, viewer.caller.scope, agent.unit_id)
+    context = {
+        "agent": agent,
+        "state": info.state.value,
+        "since": info.since,
+        "unit": unit,
+        "inventory": agent.inventory or {},
+        "detections": detections.search(session, viewer.caller.scope, agent_id=agent.id, limit=RECENT_DETECTIONS),
+        "detection_count": detections.count(session, viewer.caller.scope, agent_id=agent.id),
+    }
+    return render(request, "agents/detail.html", context, viewer=viewer)
+
+
+@router.post("/agents/{agent_id}/revoke")
+def revoke(request: Request, agent_id: str, session: ConsoleDb, viewer: WritingViewer) -> Response:
+    service.revoke(session, viewer.caller.scope, viewer.caller.actor, agent_id)
+    return redirect("/agents?done=revoked")

@@ -10,8 +10,11 @@ injectable, so tests run the schedule without sleeping.
 - **Server away**: every failure waits with exponential backoff and full jitter (or the server's ``Retry-After``),
   forever; the first success resets it. A refused credential stops the daemon: the agent must enroll again.
 - **Scans**: :func:`scan_paths` scans with the engine and puts one detection event per detection in the outbox.
+- **Real-time protection** (:mod:`garrison.agent.realtime`, inotify) runs beside the loop in :meth:`Daemon.run`
+  when ``realtime_paths`` are set, and is reported in the heartbeat (``realtime_enabled``, dropped files in
+  ``errors``).
 
-Real-time protection, scheduled scans, policies and tasks come later.
+Scheduled scans, policies and tasks come later.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -46,6 +49,9 @@ from garrison.engine.pool import scan_files
 from garrison.engine.walker import Found, Skipped, walk
 from garrison.protocol.events import Action, DetectionEvent, EventBatch
 from garrison.protocol.heartbeat import HeartbeatResponse
+
+if TYPE_CHECKING:
+    from garrison.agent.realtime import RealtimeProtection
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +215,7 @@ class Daemon:
         self.discarded = 0
         self.last_error: ClientError | None = None
         self._lock = threading.Lock()
+        self.realtime: RealtimeProtection | None = None
 
     # -- parts ------------------------------------------------------------------------------------------------
 
@@ -228,6 +235,9 @@ class Daemon:
         errors = list(self._errors)
         if self._engine_error:
             errors.insert(0, self._engine_error)
+        realtime = self.realtime
+        if realtime is not None:
+            errors.extend(realtime.take_problems())
         try:
             dropped = self.outbox.dropped
         except OutboxError as exc:
@@ -236,7 +246,7 @@ class Daemon:
         beat = inventory.collect(
             database=self.engine.database,
             status=inventory.load_status(self.settings.status_path),
-            realtime_enabled=False,
+            realtime_enabled=realtime is not None and realtime.running,
             errors=errors,
             events_dropped=dropped,
         )
@@ -306,6 +316,44 @@ class Daemon:
             self.note(problem)
         return summary
 
+    def start_realtime(self) -> RealtimeProtection | None:
+        """Start real-time protection over ``settings.realtime_paths`` (None when there are none, or when it
+        cannot start: the problem is logged and reported in the next heartbeat)."""
+        from garrison.agent.quarantine import Quarantine, QuarantineError, load_or_create_key  # noqa: PLC0415
+        from garrison.agent.realtime import RealtimeError, RealtimeProtection  # noqa: PLC0415
+
+        settings = self.settings
+        if not settings.realtime_paths:
+            return None
+        try:
+            store = None
+            if settings.realtime_action == Action.QUARANTINE.value:
+                store = Quarantine(settings.quarantine_dir, load_or_create_key(settings.quarantine_key_path))
+            realtime = RealtimeProtection(
+                self.engine,
+                self.outbox,
+                settings.realtime_paths,
+                action=settings.realtime_action,
+                quarantine=store,
+                exclude=settings.exclude,
+                ignore=[settings.state_dir],
+                max_pending=settings.realtime_queue,
+                debounce=settings.realtime_debounce_seconds,
+            )
+            realtime.start()
+        except (RealtimeError, QuarantineError) as exc:
+            message = f"real-time protection is off: {exc}"
+            log.error("%s", message)
+            self.note(message)
+            return None
+        self.realtime = realtime
+        return realtime
+
+    def stop_realtime(self) -> None:
+        realtime, self.realtime = self.realtime, None
+        if realtime is not None:
+            realtime.stop()
+
     # -- the schedule -----------------------------------------------------------------------------------------
 
     def step(self) -> float:
@@ -352,11 +400,15 @@ class Daemon:
         from a signal handler ends the wait at once). :class:`EnrollAgain` ends the loop by propagating."""
         wait = wait or stop.wait
         log.info("agent %s reporting to %s", self.identity.agent_id, self.identity.server_url)
-        while not stop.is_set():
-            delay = self.step()
-            if stop.is_set():
-                break
-            wait(min(delay, MAX_WAIT))
+        self.start_realtime()
+        try:
+            while not stop.is_set():
+                delay = self.step()
+                if stop.is_set():
+                    break
+                wait(min(delay, MAX_WAIT))
+        finally:
+            self.stop_realtime()
         log.info("agent stopped")
 
 

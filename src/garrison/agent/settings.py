@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,12 @@ class AgentSettings(BaseSettings):
         outbox_max_bytes: bound on queued events; past it the oldest are dropped and counted.
         proxy: an HTTP(S) proxy URL; proxy environment variables are not used.
         allow_http: accept ``http://`` server URLs. Development only: credentials travel in clear text.
+        realtime_paths: directories protected in real time (inotify, recursive); empty: real-time protection off.
+        realtime_action: what real-time protection does with a detected file: ``report``, ``quarantine`` (into the
+            encrypted store in ``state_dir/quarantine``) or ``delete``.
+        realtime_queue: the most files waiting to be scanned; past it the oldest are dropped and counted.
+        realtime_debounce_seconds: a file is scanned this long after it was last written (written many times in
+            that window: scanned once).
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_AGENT_")
@@ -61,6 +68,10 @@ class AgentSettings(BaseSettings):
     outbox_max_bytes: int = Field(default=64 * MiB, ge=MiB)
     proxy: str | None = None
     allow_http: bool = False
+    realtime_paths: list[str] = Field(default_factory=list)
+    realtime_action: Literal["report", "quarantine", "delete"] = "report"
+    realtime_queue: int = Field(default=10_000, ge=1, le=10_000_000)
+    realtime_debounce_seconds: float = Field(default=0.5, ge=0, le=3600)
 
     @property
     def signature_dir(self) -> Path:
@@ -77,3 +88,11 @@ class AgentSettings(BaseSettings):
     @property
     def status_path(self) -> Path:
         return self.state_dir / "status.json"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.state_dir / "quarantine"
+
+    @property
+    def quarantine_key_path(self) -> Path:
+        return self.state_dir / "quarantine.key"

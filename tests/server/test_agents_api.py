@@ -202,3 +202,20 @@ def test_unit_admin_cannot_reach_other_units_agents(
     assert client.get("/api/v1/enrollment-tokens").json() == []
     body = {"name": "x", "unit_id": tree["education"]}
     assert client.post("/api/v1/enrollment-tokens", json=body, headers={"X-CSRF-Token": csrf}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("POST", "/api/v1/enrollment-tokens", {"name": "x", "unit_id": 2**31}),
+        ("POST", "/api/v1/enrollment-tokens", {"name": "x", "unit_id": 1, "max_uses": 2**63}),
+        ("DELETE", "/api/v1/enrollment-tokens/9223372036854775808", None),
+    ],
+)
+def test_ids_beyond_the_database_integers_are_invalid_not_a_crash(
+    client: TestClient, tree: dict[str, int], method: str, url: str, body: dict[str, Any] | None
+) -> None:
+    """Found by the fuzzer: these were 500s (SQLite OverflowError, PostgreSQL integer out of range)."""
+    csrf = login(client)
+    answer = client.request(method, url, json=body, headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 422, answer.text

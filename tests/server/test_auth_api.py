@@ -181,3 +181,61 @@ def test_validation_errors_are_clear(client: TestClient, tree: dict[str, int]) -
     answer = client.post("/api/v1/units", json={"name": "", "kind": "galaxy"}, headers={"X-CSRF-Token": csrf})
     assert answer.status_code == 422
     assert {p["where"] for p in answer.json()["problems"]} == {"body.name", "body.kind"}
+
+
+# Regressions found by the fuzzer (tests/server/test_api_fuzz.py).
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("GET", "/api/v1/units/2147483648", None),
+        ("PUT", "/api/v1/units/9223372036854775808", {"name": "X", "kind": "unit"}),
+        ("DELETE", "/api/v1/units/2147483648", None),
+        ("GET", "/api/v1/units?root=9223372036854775808", None),
+        ("POST", "/api/v1/units", {"name": "X", "kind": "unit", "parent_id": 2147483648}),
+        ("POST", "/api/v1/users", {"username": "x", "password": PASSWORD, "role": "auditor", "unit_id": 2**31}),
+        ("GET", "/api/v1/audit?offset=9223372036854775808", None),
+        ("GET", "/api/v1/detections?offset=9223372036854775808", None),
+    ],
+)
+def test_ids_beyond_the_database_integers_are_invalid_not_a_crash(
+    client: TestClient, tree: dict[str, int], method: str, url: str, body: dict[str, object] | None
+) -> None:
+    csrf = login(client)
+    answer = client.request(method, url, json=body, headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "invalid_request"
+
+
+def test_csv_counts_beyond_the_api_bounds_are_refused(client: TestClient, tree: dict[str, int]) -> None:
+    csrf = login(client)
+    csv = "name,kind,parent,code,servers,workstations,other\nTrường,unit,,,9223372036854775808,0,0\n"
+    answer = client.post(
+        "/api/v1/units/import", files={"file": ("u.csv", csv.encode(), "text/csv")}, headers={"X-CSRF-Token": csrf}
+    )
+    assert answer.status_code == 400, answer.text
+    assert "CSV line 2" in answer.json()["message"]
+
+
+def test_framework_refusals_use_the_error_format(client: TestClient, tree: dict[str, int]) -> None:
+    csrf = login(client)
+    headers = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    unparsable = client.post("/api/v1/units", content=b"\x10\xff{", headers=headers)
+    assert unparsable.status_code in (400, 422)
+    assert {"error", "message"} <= unparsable.json().keys()
+    # A 405 lists every method of the path, not only those of the first route matched.
+    every_method = client.request("OPTIONS", f"/api/v1/units/{tree['health']}")
+    assert every_method.status_code == 405
+    assert set(every_method.headers["Allow"].split(", ")) >= {"GET", "PUT", "DELETE"}
+    assert every_method.json()["error"] == "method_not_allowed"
+    assert client.get("/api/v1/nothing-here").json()["error"] == "not_found"
+
+
+def test_moments_carry_their_zone(client: TestClient, tree: dict[str, int]) -> None:
+    """SQLite drops the zone of stored moments; the API still sends RFC 3339 date-times with one."""
+    login(client)
+    me = client.get("/api/v1/auth/me").json()
+    assert me["last_login_at"].endswith(("+00:00", "Z"))
+    [event, *_] = client.get("/api/v1/audit").json()
+    assert event["at"].endswith(("+00:00", "Z"))

@@ -15,6 +15,7 @@ from garrison.server.auth.models import Role
 from garrison.server.auth.scope import Scope
 from garrison.server.db import Database, make_engine, migrate
 from garrison.server.errors import ServerError
+from garrison.server.operations.logging import LogFormat, configure_logging
 from garrison.server.settings import ServerSettings
 
 
@@ -104,6 +105,13 @@ def fingerprint_command(tls_cert: str | None, tls_name: tuple[str, ...]) -> None
     is_flag=True,
     help="Serve plain HTTP: only for development, or behind a reverse proxy that terminates TLS.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    help="Logs on standard error: one JSON object per line, or plain text.",
+)
 def run(
     host: str | None,
     port: int | None,
@@ -111,12 +119,14 @@ def run(
     tls_key: str | None,
     tls_name: tuple[str, ...],
     insecure_http: bool,
+    log_format: LogFormat,
 ) -> None:
     """Start the server over HTTPS. With no users yet, prints a one-time link that creates the first administrator."""
     import uvicorn  # noqa: PLC0415 - only this command needs the ASGI server
 
     from garrison.server.app import create_app  # noqa: PLC0415
 
+    configure_logging(log_format)
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if insecure_http and tls_cert:
@@ -152,7 +162,14 @@ def run(
         click.echo(f"No administrator yet. Create one at: {url}/setup?token={token}")
         click.echo("(or run: garrison server create-admin --username NAME)")
     uvicorn.run(
-        app, host=settings.host, port=settings.port, ssl_certfile=cert_file, ssl_keyfile=key_file, log_level="info"
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=cert_file,
+        ssl_keyfile=key_file,
+        log_level="info",
+        log_config=None,  # keep the handlers configure_logging installed
+        access_log=False,  # the server writes its own access log, without query strings or headers
     )
 
 

@@ -6,8 +6,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from garrison import __version__
 from garrison.server.agents.api import agent_router
@@ -19,7 +20,10 @@ from garrison.server.console import STATIC as CONSOLE_STATIC
 from garrison.server.console import router as console_router
 from garrison.server.db import Database, make_engine, migrate
 from garrison.server.detections.api import router as detections_router
-from garrison.server.errors import ServerError, TooManyRequests
+from garrison.server.errors import ServerError, TooManyRequests, http_error
+from garrison.server.operations.logging import RequestContextMiddleware
+from garrison.server.operations.metrics import Metrics, MetricsMiddleware
+from garrison.server.operations.shedding import AgentLoadShedding
 from garrison.server.settings import ServerSettings
 from garrison.server.units.api import router as units_router
 
@@ -40,11 +44,24 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     )
     app.state.settings = settings
     app.state.database = database
+    metrics = Metrics(database, settings)
+    app.state.metrics = metrics
+    # Added innermost first: request id and access log, then metrics, then load shedding, then the routes.
+    app.add_middleware(
+        AgentLoadShedding,
+        max_inflight=settings.agent_max_inflight,
+        retry_after_seconds=settings.agent_retry_after_seconds,
+        on_shed=metrics.count_shed,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware)
 
     @app.exception_handler(ServerError)
     def _server_error(request: Request, exc: ServerError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
         return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status, headers=headers)
+
+    app.add_exception_handler(HTTPException, http_error)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -56,6 +73,10 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        return metrics.response(request)
 
     app.include_router(auth_router)
     app.include_router(units_router)

@@ -13,6 +13,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
+
 
 class ServerError(Exception):
     status = 500
@@ -55,3 +63,57 @@ class TooManyRequests(ServerError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Problem(BaseModel):
+    where: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer (``problems`` only for invalid input, 422)."""
+
+    error: str
+    message: str
+    problems: list[Problem] | None = None
+
+
+# What any REST endpoint may answer besides its success, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in (
+        (400, "input that makes no sense"),
+        (401, "no or bad credentials"),
+        (403, "outside the caller's role"),
+        (404, "no such object, or outside the caller's subtree"),
+        (409, "conflicts with what exists"),
+        (422, "invalid input, with the list of problems"),
+        (429, "throttled; see Retry-After"),
+    )
+}
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+def http_error(request: Request, exc: Exception) -> Response:
+    """The framework's own refusals (an unparsable body, no such path or method) in the same JSON as ours.
+
+    A 405 lists in ``Allow`` every method of every route with that path, not only those of the first route.
+    """
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        routes = request.app.router.routes
+        allowed = [
+            method
+            for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+        ]
+        headers["Allow"] = ", ".join(allowed)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=headers)
+    body = {"error": _HTTP_CODES.get(exc.status_code, "http_error"), "message": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)

@@ -27,6 +27,9 @@ class ServerSettings(BaseSettings):
         login_attempts: failed logins allowed per account and per client address in ``login_window_minutes``.
         heartbeat_seconds: how often agents report (each answer adds ±10 % jitter).
         password_time_cost, password_memory_kib: Argon2id cost (the defaults are RFC 9106's second choice).
+        agent_max_inflight: agent requests answered at once; past it agents get 503 with ``Retry-After``.
+        agent_retry_after_seconds: the ``Retry-After`` told to refused agents (±20 % jitter added).
+        metrics_token: bearer token that ``/metrics`` requires; empty serves ``/metrics`` to loopback only.
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
@@ -41,6 +44,9 @@ class ServerSettings(BaseSettings):
     heartbeat_seconds: float = 60.0
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=8)
+    agent_max_inflight: int = Field(default=64, ge=1)
+    agent_retry_after_seconds: float = Field(default=30.0, gt=0)
+    metrics_token: str = Field(default="", repr=False)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"

@@ -14,10 +14,11 @@ from garrison.server.agents.models import Agent
 from garrison.server.agents.schemas import AgentOut, EnrollmentTokenIn, EnrollmentTokenOut, NewEnrollmentToken
 from garrison.server.deps import CurrentCaller, DbSession, Settings, client_address
 from garrison.server.detections import service as detections
-from garrison.server.errors import Unauthorized
+from garrison.server.errors import ERROR_RESPONSES, Unauthorized
+from garrison.server.wire import PathId
 
-agent_router = APIRouter(prefix="/api/v1/agent", tags=["agent protocol"])
-router = APIRouter(prefix="/api/v1", tags=["agents"])
+agent_router = APIRouter(prefix="/api/v1/agent", tags=["agent protocol"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api/v1", tags=["agents"], responses=ERROR_RESPONSES)
 
 
 def current_agent(request: Request, session: DbSession) -> Agent:
@@ -64,7 +65,7 @@ def list_tokens(session: DbSession, caller: CurrentCaller) -> list[EnrollmentTok
 
 
 @router.delete("/enrollment-tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, session: DbSession, caller: CurrentCaller) -> None:
+def revoke_token(token_id: PathId, session: DbSession, caller: CurrentCaller) -> None:
     service.revoke_enrollment_token(session, caller.scope, caller.actor, token_id)
 
 

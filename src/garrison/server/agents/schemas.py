@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from garrison.server.wire import ID_MAX, Id, UtcDateTime
+
 
 class EnrollmentTokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=128)
-    unit_id: int
+    unit_id: Id
     days: float = Field(default=7, gt=0, le=365)
-    max_uses: int | None = Field(default=None, ge=1)
+    max_uses: int | None = Field(default=None, ge=1, le=ID_MAX)
 
 
 class EnrollmentTokenOut(BaseModel):
@@ -21,8 +22,8 @@ class EnrollmentTokenOut(BaseModel):
     id: int
     name: str
     unit_id: int
-    created_at: datetime
-    expires_at: datetime
+    created_at: UtcDateTime
+    expires_at: UtcDateTime
     max_uses: int | None
     uses: int
     revoked: bool
@@ -41,11 +42,11 @@ class AgentOut(BaseModel):
     os: str
     os_version: str
     agent_version: str
-    enrolled_at: datetime
-    last_seen_at: datetime | None
+    enrolled_at: UtcDateTime
+    last_seen_at: UtcDateTime | None
     last_address: str | None
     state: str
-    state_since: datetime | None
+    state_since: UtcDateTime | None
     realtime_enabled: bool
-    signature_date: datetime | None
+    signature_date: UtcDateTime | None
     inventory: dict[str, Any]

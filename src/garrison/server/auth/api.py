@@ -17,8 +17,9 @@ from garrison.server.deps import (
     client_address,
     set_session_cookie,
 )
+from garrison.server.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+router = APIRouter(prefix="/api/v1", tags=["auth"], responses=ERROR_RESPONSES)
 
 
 @router.post("/auth/login", response_model=LoginOut, responses={401: {}, 429: {}})

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from garrison.server.auth.models import Role
+from garrison.server.wire import Id, UtcDateTime
 
 
 class LoginIn(BaseModel):
@@ -34,7 +33,7 @@ class UserIn(BaseModel):
     display_name: str = Field(default="", max_length=255)
     password: str = Field(min_length=1, max_length=1024)
     role: Role
-    unit_id: int | None = None
+    unit_id: Id | None = None
 
 
 class UserOut(BaseModel):
@@ -46,7 +45,7 @@ class UserOut(BaseModel):
     role: Role
     unit_id: int | None
     active: bool
-    last_login_at: datetime | None
+    last_login_at: UtcDateTime | None
 
 
 class TokenIn(BaseModel):

@@ -8,8 +8,10 @@ from garrison.server.deps import CurrentCaller, DbSession
 from garrison.server.detections import service
 from garrison.server.detections.models import Triage
 from garrison.server.detections.schemas import DetectionOut, TriageIn
+from garrison.server.errors import ERROR_RESPONSES
+from garrison.server.wire import ID_MAX
 
-router = APIRouter(prefix="/api/v1/detections", tags=["detections"])
+router = APIRouter(prefix="/api/v1/detections", tags=["detections"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=list[DetectionOut])
@@ -18,7 +20,7 @@ def list_detections(
     caller: CurrentCaller,
     triage: Triage | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=ID_MAX),
 ) -> list[DetectionOut]:
     found = service.list_detections(session, caller.scope, triage=triage, limit=limit, offset=offset)
     return [DetectionOut.model_validate(d) for d in found]

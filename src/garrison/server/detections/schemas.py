@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from garrison.server.detections.models import Triage
+from garrison.server.wire import UtcDateTime
 
 
 class DetectionOut(BaseModel):
@@ -16,8 +16,8 @@ class DetectionOut(BaseModel):
     id: str
     agent_id: str
     unit_id: int
-    occurred_at: datetime
-    received_at: datetime
+    occurred_at: UtcDateTime
+    received_at: UtcDateTime
     path: str
     chain: list[Any]
     name: str

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, Query, UploadFile
 
 from garrison.server.deps import CurrentCaller, DbSession
-from garrison.server.errors import BadRequest
+from garrison.server.errors import ERROR_RESPONSES, BadRequest
 from garrison.server.units import service
 from garrison.server.units.schemas import UnitIn, UnitOut
+from garrison.server.wire import ID_MAX, PathId
 
-router = APIRouter(prefix="/api/v1/units", tags=["units"])
+router = APIRouter(prefix="/api/v1/units", tags=["units"], responses=ERROR_RESPONSES)
 
 
 def _fields(body: UnitIn) -> service.UnitFields:
@@ -17,7 +20,9 @@ def _fields(body: UnitIn) -> service.UnitFields:
 
 
 @router.get("", response_model=list[UnitOut])
-def list_units(session: DbSession, caller: CurrentCaller, root: int | None = None) -> list[UnitOut]:
+def list_units(
+    session: DbSession, caller: CurrentCaller, root: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None
+) -> list[UnitOut]:
     """The caller's part of the tree (or the subtree under ``root``), parents before children."""
     return [UnitOut.model_validate(u) for u in service.subtree(session, caller.scope, root)]
 
@@ -27,18 +32,18 @@ def create_unit(body: UnitIn, session: DbSession, caller: CurrentCaller) -> Unit
     return UnitOut.model_validate(service.create(session, caller.scope, caller.actor, _fields(body)))
 
 
-@router.get("/{unit_id}", response_model=UnitOut)
-def get_unit(unit_id: int, session: DbSession, caller: CurrentCaller) -> UnitOut:
+@router.get("/{unit_id:int}", response_model=UnitOut)
+def get_unit(unit_id: PathId, session: DbSession, caller: CurrentCaller) -> UnitOut:
     return UnitOut.model_validate(service.get(session, caller.scope, unit_id))
 
 
-@router.put("/{unit_id}", response_model=UnitOut)
-def update_unit(unit_id: int, body: UnitIn, session: DbSession, caller: CurrentCaller) -> UnitOut:
+@router.put("/{unit_id:int}", response_model=UnitOut)
+def update_unit(unit_id: PathId, body: UnitIn, session: DbSession, caller: CurrentCaller) -> UnitOut:
     return UnitOut.model_validate(service.update_unit(session, caller.scope, caller.actor, unit_id, _fields(body)))
 
 
-@router.delete("/{unit_id}", status_code=204)
-def delete_unit(unit_id: int, session: DbSession, caller: CurrentCaller) -> None:
+@router.delete("/{unit_id:int}", status_code=204)
+def delete_unit(unit_id: PathId, session: DbSession, caller: CurrentCaller) -> None:
     service.delete(session, caller.scope, caller.actor, unit_id)
 
 

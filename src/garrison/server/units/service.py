@@ -167,6 +167,17 @@ def delete(session: Session, scope: Scope, actor: Actor, unit_id: int) -> None:
     session.flush()
 
 
+MAX_DECLARED = 1_000_000
+
+
+def _count(value: str | None) -> int:
+    """A declared endpoint count from the CSV, within the bounds the API accepts."""
+    count = int(value or 0)
+    if not 0 <= count <= MAX_DECLARED:
+        raise ValueError(f"a count must be between 0 and {MAX_DECLARED}, not {count}")
+    return count
+
+
 CSV_COLUMNS = ("name", "kind", "parent", "code", "servers", "workstations", "other")
 
 
@@ -196,9 +207,9 @@ def import_csv(session: Session, scope: Scope, actor: Actor, text: str) -> list[
                 kind=UnitKind((row.get("kind") or "").strip()),
                 parent_id=by_key[parent_key] if parent_key else None,
                 code=(row.get("code") or "").strip() or None,
-                declared_servers=int(row.get("servers") or 0),
-                declared_workstations=int(row.get("workstations") or 0),
-                declared_other=int(row.get("other") or 0),
+                declared_servers=_count(row.get("servers")),
+                declared_workstations=_count(row.get("workstations")),
+                declared_other=_count(row.get("other")),
             )
             if not fields.name:
                 raise BadRequest("empty name")

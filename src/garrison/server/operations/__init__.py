@@ -1,0 +1,1 @@
+"""Operating the server: load shedding for agents, Prometheus metrics, JSON logs with request ids."""

@@ -319,3 +319,19 @@ def test_static_files(client: TestClient) -> None:
     assert client.get("/static/console.css").status_code == 200
     htmx = client.get("/static/vendor/htmx.min.js")
     assert htmx.status_code == 200 and b"htmx" in htmx.content[:200]
+
+
+def test_lists_page_with_their_filters_kept(client: TestClient, tree: dict[str, int], database: Database) -> None:
+    from garrison.server.audit.service import SYSTEM, record
+
+    with database.session() as session:
+        for i in range(60):
+            record(session, SYSTEM, "unit.update", "unit", tree["health"], unit_id=tree["health"], n=i)
+    console_login(client)
+    client.cookies.set("garrison_lang", "en")
+    first = client.get("/audit?action=unit.update").text
+    assert "Page 1 of 2" in first
+    assert 'href="/audit?action=unit.update&page=2"' in first
+    second = client.get("/audit?action=unit.update&page=2").text
+    assert "Page 2 of 2" in second and 'href="/audit?action=unit.update&page=1"' in second
+    assert "Page 1 of" not in client.get("/detections").text  # one page: no pager at all

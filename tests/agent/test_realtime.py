@@ -1,5 +1,8 @@
 """Real-time protection with real inotify on temporary directories.
 
+These tests ask for ``backend="inotify"``: they write the files from the test's own process, which the fanotify back
+end ignores on purpose (tests/agent/test_fanotify.py writes from child processes).
+
 Most tests drive the watcher synchronously (``read_events`` then ``scan_due``) with a fake clock, so debounce is
 exact and nothing sleeps; the thread tests wait for a condition with a bound, never for a fixed time.
 """
@@ -72,6 +75,7 @@ def clock() -> Clock:
 
 
 def make(engine: Engine, outbox: Outbox, watched: Path, clock: Clock, **kwargs: Any) -> RealtimeProtection:
+    kwargs.setdefault("backend", "inotify")
     realtime = RealtimeProtection(engine, outbox, [watched], debounce=DEBOUNCE, clock=clock, **kwargs)
     realtime.open()
     return realtime
@@ -133,7 +137,7 @@ def test_writes_keep_postponing_but_not_forever(clock: Clock) -> None:
 
 
 def test_eicar_in_the_running_thread_once(engine: Engine, outbox: Outbox, watched: Path) -> None:
-    realtime = RealtimeProtection(engine, outbox, [watched], debounce=0.2)
+    realtime = RealtimeProtection(engine, outbox, [watched], debounce=0.2, backend="inotify")
     realtime.start()
     try:
         write_in_chunks(watched / "eicar.txt", EICAR_CHUNKS)
@@ -329,7 +333,7 @@ def test_nothing_to_watch(engine: Engine, outbox: Outbox, tmp_path: Path) -> Non
 
 
 def test_stop_ends_the_threads(engine: Engine, outbox: Outbox, watched: Path) -> None:
-    realtime = RealtimeProtection(engine, outbox, [watched], debounce=0.05)
+    realtime = RealtimeProtection(engine, outbox, [watched], debounce=0.05, backend="inotify")
     before = threading.active_count()
     realtime.start()
     assert realtime.running
@@ -356,6 +360,7 @@ def test_daemon_runs_realtime_from_settings(
     monkeypatch.setenv("GARRISON_AGENT_REALTIME_PATHS", f'["{watched}"]')
     monkeypatch.setenv("GARRISON_AGENT_REALTIME_ACTION", "quarantine")
     monkeypatch.setenv("GARRISON_AGENT_REALTIME_DEBOUNCE_SECONDS", "0.05")
+    monkeypatch.setenv("GARRISON_AGENT_REALTIME_BACKEND", "inotify")  # the file is written from this process
     settings = AgentSettings(state_dir=tmp_path / "state")
     assert settings.realtime_paths == [str(watched)]
     client = StubClient()

@@ -339,6 +339,7 @@ class Daemon:
                 ignore=[settings.state_dir],
                 max_pending=settings.realtime_queue,
                 debounce=settings.realtime_debounce_seconds,
+                backend=settings.realtime_backend,
             )
             realtime.start()
         except (RealtimeError, QuarantineError) as exc:

@@ -1,23 +1,31 @@
-"""Real-time protection on Linux: scan files as they are written, with a bounded, debounced queue.
+"""Real-time protection on Linux: scan files as they are written or opened, with a bounded, debounced queue.
 
-Files are watched with **inotify** (through :mod:`ctypes` on the C library: no dependency, a few calls):
-``IN_CLOSE_WRITE`` (a file written and closed) and ``IN_MOVED_TO`` (a file moved or renamed into a watched
-directory). Watches are recursive; a directory created or moved in later is watched too, and the files already in
-it are queued (they may have been written before its watch existed).
+Two back ends (``backend``: ``auto``, ``fanotify`` or ``inotify``) feed the same queue and the same worker:
 
-**fanotify is not used yet.** It would let a privileged agent see every file system at once and scan files as they
-are *opened* (and block access until the scan is done); inotify sees only writes, only in the watched directories,
-and only after the fact. A fanotify back end is left for later.
+- **fanotify** (:mod:`garrison.agent.fanotify`), used by ``auto`` when ``fanotify_init`` succeeds, which needs
+  CAP_SYS_ADMIN: files are scanned when *written* (``FAN_CLOSE_WRITE``) and when *opened* (``FAN_OPEN``; a file
+  already scanned clean and unchanged since is not rescanned). Mount marks cover each protected tree whole, with no
+  per-directory watch; events are filtered to the protected directories, and the agent's own opens are ignored.
+  Notification events only: an open is seen as it happens, not blocked until the scan is done (permission events
+  are left for later, see that module).
+- **inotify** (through :mod:`ctypes` on the C library: no dependency, a few calls), the fallback when fanotify
+  cannot start (EPERM without the capability, ENOSYS/EINVAL in some containers; ``auto`` logs why at INFO):
+  ``IN_CLOSE_WRITE`` (a file written and closed) and ``IN_MOVED_TO`` (a file moved or renamed into a watched
+  directory). Watches are recursive; a directory created or moved in later is watched too, and the files already in
+  it are queued (they may have been written before its watch existed). inotify does not see reads.
+
+:attr:`RealtimeProtection.backend` says which one runs (for the heartbeat and the logs).
 
 - **Debounce**: a path is scanned ``debounce`` seconds after its last event, so a file written and closed many
   times in a short while is scanned once. A file that keeps changing is still scanned at least every
   ``MAX_DELAY_FACTOR × debounce`` seconds.
 - **Bounded queue**: at most ``max_pending`` paths wait; when it is full, the path waiting longest is dropped and
-  counted (:attr:`PendingQueue.dropped`). The count is reported in the heartbeat's ``errors``.
+  counted (:attr:`PendingQueue.dropped`). The count is reported in the heartbeat's ``errors``, and so is an
+  overflow of the kernel's own event queue (inotify's or fanotify's).
 - **Action on detection**: ``report``, ``quarantine`` (into the agent's encrypted store) or ``delete``; the
   detection event says which, whether it worked (``action_ok``) and what happened (``action_detail``).
 
-:class:`RealtimeProtection` runs two threads (the inotify reader and the scanning worker); its synchronous parts
+:class:`RealtimeProtection` runs two threads (the event reader and the scanning worker); its synchronous parts
 (:meth:`RealtimeProtection.read_events`, :meth:`RealtimeProtection.scan_due`) can also be driven by tests with
 an injected clock.
 """
@@ -39,9 +47,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from garrison.agent.daemon import DETECTION, detection_event
+from garrison.agent.fanotify import CleanCache, FanotifyError, FanotifyWatcher, file_identity, protected_prefixes
 from garrison.agent.outbox import Outbox, OutboxError
 from garrison.agent.quarantine import Quarantine, QuarantineError, delete_file
 from garrison.engine import Engine, Status
@@ -70,9 +79,12 @@ WATCH_MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len
 MAX_DELAY_FACTOR = 5.0
 
+Backend = Literal["auto", "fanotify", "inotify"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+
 
 class RealtimeError(Exception):
-    """Real-time protection cannot start (no inotify, a path that cannot be watched)."""
+    """Real-time protection cannot start (no inotify, no fanotify when it was required, nothing to watch)."""
 
 
 # -- inotify ------------------------------------------------------------------------------------------------------
@@ -227,6 +239,7 @@ class RealtimeProtection:
         ignore: directories whose files are never scanned (the agent's own state directory).
         max_pending, debounce: the queue's bound and debounce, see :class:`PendingQueue`.
         clock: monotonic seconds; ``now``: the events' time stamps.
+        backend: ``fanotify``, ``inotify``, or ``auto``: fanotify when it can start, else inotify (see the module).
     """
 
     def __init__(
@@ -243,7 +256,12 @@ class RealtimeProtection:
         debounce: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        backend: Backend = "auto",
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown real-time back end {backend!r} (one of: {', '.join(BACKENDS)})")
+        self.requested_backend: Backend = backend
+        self.fallback_reason: str | None = None
         self.engine = engine
         self.outbox = outbox
         self.paths = [os.fsencode(os.path.abspath(p)) for p in paths]
@@ -252,10 +270,14 @@ class RealtimeProtection:
             raise ValueError("the quarantine action needs a quarantine store")
         self.quarantine = quarantine
         self.exclude = tuple(exclude)
-        self._ignore = tuple(os.fsencode(os.path.abspath(p)).rstrip(b"/") + b"/" for p in ignore)
+        ignored = [os.fsencode(os.path.abspath(p)) for p in ignore]
+        # both spellings: inotify paths are built from the configured ones, fanotify's are resolved by the kernel
+        self._ignore = tuple(dict.fromkeys([*(p.rstrip(b"/") + b"/" for p in ignored), *protected_prefixes(ignored)]))
         self.queue = PendingQueue(max_pending, debounce, clock)
         self._now = now
         self._inotify: Inotify | None = None
+        self._fanotify: FanotifyWatcher | None = None
+        self.clean_cache = CleanCache()
         self._watches: dict[int, bytes] = {}
         self._inodes: dict[int, tuple[int, int]] = {}
         self._stop = threading.Event()
@@ -268,22 +290,77 @@ class RealtimeProtection:
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
+    @property
+    def backend(self) -> Literal["fanotify", "inotify"] | None:
+        """The back end running: ``fanotify`` or ``inotify`` once opened, None before (or after :meth:`close`)."""
+        if self._fanotify is not None:
+            return "fanotify"
+        if self._inotify is not None:
+            return "inotify"
+        return None
+
     def open(self) -> None:
-        """Start inotify and watch every path (recursively). Raises :class:`RealtimeError` if none can be."""
-        self._inotify = Inotify()
+        """Start the back end and watch every path (recursively). Raises :class:`RealtimeError` if none can be."""
+        roots = []
         for root in self.paths:
-            if not os.path.isdir(root):
+            if os.path.isdir(root):
+                roots.append(root)
+            else:
                 self.note(f"real-time protection cannot watch {os.fsdecode(root)}: not a directory")
-                continue
+        if not roots:
+            raise RealtimeError("real-time protection has no directory it can watch")
+        if self.requested_backend != "inotify":
+            try:
+                self._open_fanotify(roots)
+                return
+            except RealtimeError as exc:
+                if self.requested_backend == "fanotify":
+                    raise
+                self.fallback_reason = str(exc)
+                log.info("real-time protection uses inotify: %s", exc)
+        self._open_inotify(roots)
+
+    def _open_fanotify(self, roots: list[bytes]) -> None:
+        try:
+            watcher = FanotifyWatcher(self.clean_cache)
+        except FanotifyError as exc:
+            raise RealtimeError(f"fanotify cannot start: {exc}") from exc
+        watcher.ignore = self._ignore
+        problems = []
+        for root in roots:
+            try:
+                problems.extend(watcher.add(root))
+            except OSError as exc:
+                problems.append(f"real-time protection cannot watch {os.fsdecode(root)} with fanotify: {exc.strerror}")
+        if not watcher.roots:
+            watcher.close()
+            raise RealtimeError(f"fanotify cannot watch any directory ({'; '.join(problems)})")
+        for problem in problems:
+            self.note(problem)
+        self._fanotify = watcher
+        log.info(
+            "real-time protection (fanotify: on write and open) watching %d directories on %d mounts (action: %s)",
+            len(watcher.roots),
+            len(watcher.marks),
+            self.action.value,
+        )
+
+    def _open_inotify(self, roots: list[bytes]) -> None:
+        self._inotify = Inotify()
+        for root in roots:
             self._watch_tree(root, queue_files=False)
         if not self._watches:
             self.close()
             raise RealtimeError("real-time protection has no directory it can watch")
-        log.info("real-time protection watching %d directories (action: %s)", len(self._watches), self.action.value)
+        log.info(
+            "real-time protection (inotify: on write) watching %d directories (action: %s)",
+            len(self._watches),
+            self.action.value,
+        )
 
     def start(self) -> None:
         """Open (when not yet) and start the reader and worker threads."""
-        if self._inotify is None:
+        if self.backend is None:
             self.open()
         self._stop.clear()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -299,7 +376,7 @@ class RealtimeProtection:
         return any(thread.is_alive() for thread in self._threads)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop both threads (the scan in progress finishes) and release inotify."""
+        """Stop both threads (the scan in progress finishes) and release the back end."""
         self._stop.set()
         if self._wake_w >= 0:
             with contextlib.suppress(OSError):
@@ -321,6 +398,9 @@ class RealtimeProtection:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
+        if self._fanotify is not None:
+            self._fanotify.close()
+            self._fanotify = None
         self._watches.clear()
         self._inodes.clear()
 
@@ -349,6 +429,9 @@ class RealtimeProtection:
 
     @property
     def watched(self) -> list[bytes]:
+        """The directories watched: every one for inotify, the protected (resolved) roots for fanotify."""
+        if self._fanotify is not None:
+            return sorted(root.rstrip(b"/") for root in self._fanotify.roots)
         return sorted(list(self._watches.values()))
 
     def _watch_tree(self, top: bytes, *, queue_files: bool) -> None:
@@ -399,12 +482,25 @@ class RealtimeProtection:
             self.queue.add(path)
 
     def read_events(self) -> int:
-        """Read the inotify events ready now and queue the files they name; returns how many events."""
+        """Read the events ready now and queue the files they name; returns how many events (for fanotify: how many
+        were kept, those of the agent itself, outside the protected directories or of clean files are not counted)."""
+        if self._fanotify is not None:
+            return self._read_fanotify(self._fanotify)
         if self._inotify is None:
             return 0
         events = self._inotify.read()
         for event in events:
             self._handle(event)
+        return len(events)
+
+    def _read_fanotify(self, watcher: FanotifyWatcher) -> int:
+        events = watcher.read()
+        for event in events:
+            if event.overflow:
+                self.stats.overflows += 1
+                self.note("real-time protection missed file events (the kernel's fanotify queue overflowed)")
+            elif event.path is not None:
+                self._queue(event.path)
         return len(events)
 
     def _handle(self, event: InotifyEvent) -> None:
@@ -441,11 +537,11 @@ class RealtimeProtection:
             self._queue(path)
 
     def _read_loop(self) -> None:
-        inotify = self._inotify
-        if inotify is None:
+        source = self._fanotify or self._inotify
+        if source is None:
             return
         poller = select.poll()
-        poller.register(inotify.fd, select.POLLIN)
+        poller.register(source.fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         while not self._stop.is_set():
             try:
@@ -486,12 +582,16 @@ class RealtimeProtection:
         found = [item for item in walk([name], exclude=self.exclude) if isinstance(item, Found)]
         if not found:
             return []  # gone, excluded, or not a regular file
+        before = self._identity(path)
         result = self.engine.scan_file(name)
         self.stats.scanned += 1
         if result.status is Status.ERROR:
             self.stats.errors += 1
         detections = result.detections
         if not detections:
+            # remembered only when the file did not change during the scan: then this verdict is about its content
+            if result.status is Status.CLEAN and before is not None and self._identity(path) == before:
+                self.clean_cache.add(*before)
             return []
         self.stats.detections += 1
         when = self._now()
@@ -509,6 +609,15 @@ class RealtimeProtection:
             events.append(payload)
             log.warning("real-time detection: %s: %s (%s)", obj.display_name, detection.name, detail or "reported")
         return events
+
+    def _identity(self, path: bytes) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The file's identity and version for the clean cache (only fanotify's opens consult it)."""
+        if self._fanotify is None:
+            return None
+        try:
+            return file_identity(os.stat(path))
+        except OSError:
+            return None
 
     def _act(self, path: Path, detection: dict[str, Any]) -> tuple[bool, str | None]:
         if self.action is Action.REPORT:

@@ -44,7 +44,9 @@ class AgentSettings(BaseSettings):
         outbox_max_bytes: bound on queued events; past it the oldest are dropped and counted.
         proxy: an HTTP(S) proxy URL; proxy environment variables are not used.
         allow_http: accept ``http://`` server URLs. Development only: credentials travel in clear text.
-        realtime_paths: directories protected in real time (inotify, recursive); empty: real-time protection off.
+        realtime_paths: directories protected in real time (recursive); empty: real-time protection off.
+        realtime_backend: how files are watched: ``fanotify`` (on write and on open; needs CAP_SYS_ADMIN),
+            ``inotify`` (on write only) or ``auto`` (fanotify when it can start, else inotify, saying why).
         realtime_action: what real-time protection does with a detected file: ``report``, ``quarantine`` (into the
             encrypted store in ``state_dir/quarantine``) or ``delete``.
         realtime_queue: the most files waiting to be scanned; past it the oldest are dropped and counted.
@@ -72,6 +74,7 @@ class AgentSettings(BaseSettings):
     realtime_action: Literal["report", "quarantine", "delete"] = "report"
     realtime_queue: int = Field(default=10_000, ge=1, le=10_000_000)
     realtime_debounce_seconds: float = Field(default=0.5, ge=0, le=3600)
+    realtime_backend: Literal["auto", "fanotify", "inotify"] = "auto"
 
     @property
     def signature_dir(self) -> Path:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, distinct, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -72,7 +74,13 @@ def list_detections(
 
 
 def _filtered(
-    query: Select[Any], scope: Scope, triage: Triage | None, agent_id: str | None, since: datetime | None
+    query: Select[Any],
+    scope: Scope,
+    triage: Triage | None,
+    agent_id: str | None,
+    since: datetime | None,
+    until: datetime | None = None,
+    name: str | None = None,
 ) -> Select[Any]:
     query = units.within(query, scope, Detection.unit_id)
     if triage is not None:
@@ -81,6 +89,10 @@ def _filtered(
         query = query.where(Detection.agent_id == agent_id)
     if since is not None:
         query = query.where(Detection.occurred_at >= since)
+    if until is not None:
+        query = query.where(Detection.occurred_at < until)
+    if name is not None:
+        query = query.where(Detection.name == name)
     return query
 
 
@@ -91,11 +103,13 @@ def search(
     triage: Triage | None = None,
     agent_id: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    name: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> Sequence[Detection]:
-    """Read-only: the detections in ``scope`` matching the filters, newest first."""
-    query = _filtered(select(Detection), scope, triage, agent_id, since)
+    """Read-only: the detections in ``scope`` matching the filters (found in [since, until)), newest first."""
+    query = _filtered(select(Detection), scope, triage, agent_id, since, until, name)
     return session.scalars(query.order_by(Detection.occurred_at.desc()).limit(limit).offset(offset)).all()
 
 
@@ -106,10 +120,63 @@ def count(
     triage: Triage | None = None,
     agent_id: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    name: str | None = None,
 ) -> int:
     """Read-only: how many detections in ``scope`` match the filters."""
-    query = _filtered(select(func.count(Detection.id)), scope, triage, agent_id, since)
+    query = _filtered(select(func.count(Detection.id)), scope, triage, agent_id, since, until, name)
     return session.scalar(query) or 0
+
+
+def _local_day(session: Session, zone: ZoneInfo) -> ColumnElement[Any]:
+    """The calendar day of ``occurred_at`` in ``zone``, computed by the database.
+
+    PostgreSQL converts with the zone's rules; SQLite (times stored as UTC text) adds the zone's current offset,
+    exact for zones without daylight saving time such as Vietnam's.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone(zone.key, Detection.occurred_at))
+    offset = utcnow().astimezone(zone).utcoffset()
+    seconds = int(offset.total_seconds()) if offset else 0
+    return func.date(Detection.occurred_at, f"{seconds:+d} seconds")
+
+
+def count_by_day(
+    session: Session, scope: Scope, *, since: datetime, until: datetime, zone: ZoneInfo
+) -> dict[date, int]:
+    """Read-only: how many detections in ``scope`` were found each day (in ``zone``) in [since, until).
+
+    Counted by the database with one GROUP BY; days without detections are absent.
+    """
+    inner = _filtered(
+        select(_local_day(session, zone).label("day"), Detection.id), scope, None, None, since, until
+    ).subquery()
+    query = select(inner.c.day, func.count(inner.c.id)).group_by(inner.c.day)
+    return {date.fromisoformat(str(day)[:10]): n for day, n in session.execute(query)}
+
+
+@dataclass(frozen=True, slots=True)
+class NameCount:
+    """A detection name with how often it was found and on how many computers."""
+
+    name: str
+    detections: int
+    computers: int
+
+
+def top_names(session: Session, scope: Scope, *, since: datetime, limit: int = 10) -> list[NameCount]:
+    """Read-only: the most frequent detection names in ``scope`` since ``since`` (ties by name)."""
+    inner = _filtered(select(Detection), scope, None, None, since).subquery()
+    found = func.count(inner.c.id)
+    query = select(inner.c.name, found, func.count(distinct(inner.c.agent_id)))
+    query = query.group_by(inner.c.name).order_by(found.desc(), inner.c.name).limit(limit)
+    return [NameCount(name, n, computers) for name, n, computers in session.execute(query)]
+
+
+def agents_with(session: Session, scope: Scope, *, triage: Triage) -> set[str]:
+    """Read-only: the ids of the agents in ``scope`` with at least one detection in the ``triage`` state."""
+    query = _filtered(select(Detection.agent_id).distinct(), scope, triage, None, None)
+    return set(session.scalars(query))
 
 
 def get(session: Session, scope: Scope, detection_id: str) -> Detection:

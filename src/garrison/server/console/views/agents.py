@@ -22,6 +22,7 @@ from garrison.server.agents import service
 from garrison.server.agents.models import Agent
 from garrison.server.auth.scope import Scope
 from garrison.server.console import i18n
+from garrison.server.console.i18n import N_
 from garrison.server.console.views.audit import _cell
 from garrison.server.console.views.units import tree_rows
 from garrison.server.console.web import (
@@ -36,6 +37,7 @@ from garrison.server.console.web import (
 from garrison.server.db import utcnow
 from garrison.server.deps import Settings
 from garrison.server.detections import service as detections
+from garrison.server.detections.models import Triage
 from garrison.server.units import service as units
 from garrison.server.units.models import Unit
 
@@ -46,6 +48,19 @@ RECENT_DETECTIONS = 20
 #: The "signatures older than" filters offered (days), as on the overview.
 SIGNATURE_AGES = (7, 15)
 STATES = [state.value for state in service.AgentState]
+#: A state filter of its own: every computer but the revoked ones (the "enrolled" figures of the overview).
+ACTIVE = "active"
+#: Why a computer needs someone (``needs=action``): out of contact for over a day, real-time protection off,
+#: signatures older than 7 days (or never reported), or detections still to review.
+NEED_OFFLINE = timedelta(days=1)
+NEED_SIGNATURE_DAYS = 7
+NEEDS = ("offline", "realtime_off", "signatures", "to_review")
+NEED_LABELS = {
+    "offline": N_("Not connected for over a day"),
+    "realtime_off": N_("Real-time protection off"),
+    "signatures": N_("Signatures older than 7 days"),
+    "to_review": N_("Detections to review"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +71,7 @@ class Shown:
     state: str
     since: datetime | None
     unit_name: str
+    needs: tuple[str, ...] = ()  # the NEEDS codes that apply (revoked computers need nothing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +80,7 @@ class Filters:
     unit: int | None = None
     signatures: int | None = None  # older than this many days (or never reported)
     protected: bool = False
+    needs_action: bool = False
 
     def query_string(self) -> str:
         parts: dict[str, Any] = {
@@ -71,6 +88,7 @@ class Filters:
             "unit": self.unit,
             "signatures": self.signatures,
             "protected": "1" if self.protected else "",
+            "needs": "action" if self.needs_action else "",
         }
         return urlencode({k: str(v) for k, v in parts.items() if v})
 
@@ -80,9 +98,24 @@ def signature_older_than(agent: Agent, days: int, now: datetime) -> bool:
     return agent.signature_date is None or service.aware(agent.signature_date) < now - timedelta(days=days)
 
 
+def needs_of(agent: Agent, info: service.StateInfo, now: datetime, to_review: set[str]) -> tuple[str, ...]:
+    """The reasons (NEEDS codes) why someone should look at ``agent``; none for a revoked one."""
+    if info.state is service.AgentState.REVOKED:
+        return ()
+    out_of_contact = info.since is None or info.since < now - NEED_OFFLINE
+    reasons = {
+        "offline": info.state is not service.AgentState.ONLINE and out_of_contact,
+        "realtime_off": not agent.realtime_enabled,
+        "signatures": signature_older_than(agent, NEED_SIGNATURE_DAYS, now),
+        "to_review": agent.id in to_review,
+    }
+    return tuple(code for code in NEEDS if reasons[code])
+
+
 def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters: Filters) -> list[Shown]:
-    """The agents of the viewer's scope matching ``filters``, each with its state."""
+    """The agents of the viewer's scope matching ``filters``, each with its state and what it needs."""
     now = utcnow()
+    to_review = detections.agents_with(session, viewer_scope, triage=Triage.NEW)
     unit_list: Sequence[Unit] = units.subtree(session, viewer_scope)
     names = {u.id: u.name for u in unit_list}
     inside: set[int] | None = None
@@ -94,23 +127,29 @@ def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters
         info = service.state_of(agent, interval, now)
         if inside is not None and agent.unit_id not in inside:
             continue
-        if filters.state and info.state.value != filters.state:
-            continue
         active = info.state is not service.AgentState.REVOKED
+        if filters.state and filters.state not in (ACTIVE, info.state.value):
+            continue
+        if filters.state == ACTIVE and not active:
+            continue
         if filters.signatures and not (active and signature_older_than(agent, filters.signatures, now)):
             continue
         if filters.protected and not (info.state is service.AgentState.ONLINE and agent.realtime_enabled):
             continue
-        rows.append(Shown(agent, info.state.value, info.since, names.get(agent.unit_id, "")))
+        needs = needs_of(agent, info, now, to_review)
+        if filters.needs_action and not needs:
+            continue
+        rows.append(Shown(agent, info.state.value, info.since, names.get(agent.unit_id, ""), needs))
     return rows
 
 
-def _filters(state: str, unit: str, signatures: str, protected: str) -> Filters:
+def _filters(state: str, unit: str, signatures: str, protected: str, needs: str = "") -> Filters:
     return Filters(
-        state if state in STATES else "",
+        state if state in STATES or state == ACTIVE else "",
         int(unit) if unit.isdigit() else None,
         int(signatures) if signatures in {str(d) for d in SIGNATURE_AGES} else None,
         protected == "1",
+        needs == "action",
     )
 
 
@@ -124,16 +163,19 @@ def list_page(
     unit: str = "",
     signatures: str = "",
     protected: str = "",
+    needs: str = "",
     done: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(state, unit, signatures, protected)
+    filters = _filters(state, unit, signatures, protected, needs)
     context = {
         "agents": shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters),
         "filters": filters,
         "states": STATES,
         "units": tree_rows(units.subtree(session, viewer.caller.scope)),
         "signature_ages": SIGNATURE_AGES,
+        "active": ACTIVE,
+        "need_labels": NEED_LABELS,
         "notice": _("The computer was revoked: it can no longer report to this server.") if done == "revoked" else "",
     }
     return render(request, "agents/list.html", context, viewer=viewer)
@@ -149,9 +191,10 @@ def export(
     unit: str = "",
     signatures: str = "",
     protected: str = "",
+    needs: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(state, unit, signatures, protected)
+    filters = _filters(state, unit, signatures, protected, needs)
     buffer = io.StringIO()
     buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
     writer = csv.writer(buffer)

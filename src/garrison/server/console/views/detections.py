@@ -1,8 +1,9 @@
-"""Console pages of detections: the list (filtered by review state and age, 50 a page) and its CSV export, one
-detection's page with its hashes and the archives it was found in, and the review buttons (resolved, false
-alarm).
+"""Console pages of detections: the list (filtered by review state, age, days and threat name, 50 a page) and its
+CSV export, one detection's page with its hashes and the archives it was found in, and the review buttons
+(resolved, false alarm).
 
-Detections are read and reviewed through ``detections.service`` with the viewer's scope, like the API.
+Detections are read and reviewed through ``detections.service`` with the viewer's scope, like the API. Days
+(``from``, ``to``) are Vietnam's calendar days, like the times the console shows.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form, Request, Response
+from fastapi import Form, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -49,19 +50,58 @@ AGES = (1, 7, 30, 90)
 class Filters:
     triage: Triage | None = None
     days: int | None = None
+    first_day: date | None = None  # ``from``: found on this day (Vietnam's time) or later
+    last_day: date | None = None  # ``to``: found on this day or earlier
+    name: str = ""  # exactly this threat name
 
     def query_string(self) -> str:
-        parts: dict[str, Any] = {"triage": self.triage.value if self.triage else "", "days": self.days}
+        parts: dict[str, Any] = {
+            "triage": self.triage.value if self.triage else "",
+            "days": self.days,
+            "from": self.first_day,
+            "to": self.last_day,
+            "name": self.name,
+        }
         return urlencode({k: str(v) for k, v in parts.items() if v})
 
     def since(self) -> datetime | None:
-        return utcnow() - timedelta(days=self.days) if self.days else None
+        """The earliest time asked for: the start of ``from`` or ``days`` ago, whichever is later."""
+        bounds = [day_start(self.first_day)] if self.first_day else []
+        if self.days:
+            bounds.append(utcnow() - timedelta(days=self.days))
+        return max(bounds) if bounds else None
+
+    def until(self) -> datetime | None:
+        """The end (excluded) of ``to``: the start of the next day."""
+        return day_start(self.last_day + timedelta(days=1)) if self.last_day else None
+
+    def search(self) -> dict[str, Any]:
+        """The filters as ``detections.service`` arguments."""
+        return {"triage": self.triage, "since": self.since(), "until": self.until(), "name": self.name or None}
 
 
-def _filters(triage: str, days: str) -> Filters:
+def day_start(day: date) -> datetime:
+    """The first moment of ``day`` in Vietnam's time (the days of the console's lists and charts), in UTC.
+
+    In UTC because SQLite compares the stored UTC times as text.
+    """
+    return datetime.combine(day, time(), i18n.DISPLAY_ZONE).astimezone(UTC)
+
+
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else None
+    except ValueError:
+        return None
+
+
+def _filters(triage: str, days: str, first_day: str = "", last_day: str = "", name: str = "") -> Filters:
     return Filters(
         Triage(triage) if triage in {t.value for t in Triage} else None,
         int(days) if days in {str(a) for a in AGES} else None,
+        _day(first_day),
+        _day(last_day),
+        name.strip()[:255],
     )
 
 
@@ -81,18 +121,19 @@ def list_page(
     viewer: CurrentViewer,
     triage: str = "",
     days: str = "",
+    first_day: Annotated[str, Query(alias="from")] = "",
+    last_day: Annotated[str, Query(alias="to")] = "",
+    name: str = "",
     page: int = 1,
     done: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(triage, days)
+    filters = _filters(triage, days, first_day, last_day, name)
     scope = viewer.caller.scope
-    total = service.count(session, scope, triage=filters.triage, since=filters.since())
+    total = service.count(session, scope, **filters.search())
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
-    shown = service.search(
-        session, scope, triage=filters.triage, since=filters.since(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-    )
+    shown = service.search(session, scope, **filters.search(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     hosts, names = _places(session, shown)
     context = {
         "detections": shown,
@@ -110,10 +151,19 @@ def list_page(
 
 
 @router.get("/detections.csv")
-def export(request: Request, session: ConsoleDb, viewer: CurrentViewer, triage: str = "", days: str = "") -> Response:
+def export(
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    triage: str = "",
+    days: str = "",
+    first_day: Annotated[str, Query(alias="from")] = "",
+    last_day: Annotated[str, Query(alias="to")] = "",
+    name: str = "",
+) -> Response:
     _ = gettext(request)
-    filters = _filters(triage, days)
-    rows = service.search(session, viewer.caller.scope, triage=filters.triage, since=filters.since(), limit=MAX_EXPORT)
+    filters = _filters(triage, days, first_day, last_day, name)
+    rows = service.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT)
     hosts, names = _places(session, rows)
     buffer = io.StringIO()
     buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8

@@ -2,22 +2,26 @@
 
 Every figure is computed from the database for the viewer's subtree and links to the filtered list behind it:
 units and declared endpoints, protected computers (online with real-time protection on) against the declared
-endpoints, computers online now, computers whose signatures are older than 7 and 15 days, and the detections of
-the last 30 days.
+endpoints, computers online now, computers whose signatures are older than 7 and 15 days, the detections of
+the last 30 days, the computers that need someone; coverage by unit (protected / declared, target 100 %),
+detections per day over 30 days (Vietnam's calendar days, counted by the database) as an inline SVG chart, and
+the most frequent threats.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
 from garrison.server.agents import service as agents
 from garrison.server.auth.scope import Scope
-from garrison.server.console.views.agents import Filters, shown_agents, signature_older_than
-from garrison.server.console.views.units import tree_rows
+from garrison.server.console import i18n
+from garrison.server.console.views.agents import NEED_LABELS, Filters, Shown, shown_agents, signature_older_than
+from garrison.server.console.views.detections import day_start
+from garrison.server.console.views.units import Row, tree_rows
 from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, render
 from garrison.server.db import utcnow
 from garrison.server.deps import Settings
@@ -28,6 +32,15 @@ from garrison.server.units import service
 router = console_router()
 
 RECENT_DAYS = 30
+TOP_THREATS = 10
+NEEDS_SHOWN = 10
+# The chart's drawing (SVG user units): one column per day, bars in the plot, day labels under it.
+CHART_COLUMN = 24
+CHART_BAR = 16
+CHART_PLOT = 150
+CHART_TOP = 16  # room above the plot for the largest value's label
+CHART_AXIS = 22  # room under the plot for the day labels
+CHART_LEFT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,40 +54,135 @@ class Protection:
     signatures_15: int
     detections_recent: int  # found in the last RECENT_DAYS days
     detections_to_review: int  # of those, not reviewed yet
+    needs_action: int  # computers that need someone (see ``views.agents.needs_of``)
 
 
-def protection(session: Session, scope: Scope, interval: float) -> Protection:
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """One unit of the overview with the computers of its subtree."""
+
+    row: Row
+    enrolled: int  # not revoked
+    protected: int  # online with real-time protection on
+    declared: int  # endpoints declared by the unit and the units below it
+    percent: int | None  # protected / declared, rounded down; None when nothing is declared
+
+    @property
+    def below_target(self) -> bool:
+        return self.percent is not None and self.protected < self.declared
+
+
+@dataclass(frozen=True, slots=True)
+class DayBar:
+    """One day of the detections chart, with its bar's geometry."""
+
+    day: date
+    count: int
+    x: int
+    y: int
+    height: int
+    labelled: bool  # the day is written under the axis (one in five, and the last)
+
+
+def _is_protected(row: Shown) -> bool:
+    return row.state == agents.AgentState.ONLINE and row.agent.realtime_enabled
+
+
+def protection(session: Session, scope: Scope, rows: list[Shown]) -> Protection:
+    """The figures of ``rows`` (the viewer's computers, revoked ones included) and of the recent detections."""
     now = utcnow()
-    rows = [r for r in shown_agents(session, scope, interval, Filters()) if r.state != agents.AgentState.REVOKED]
-    online = [r for r in rows if r.state == agents.AgentState.ONLINE]
+    active = [r for r in rows if r.state != agents.AgentState.REVOKED]
     since = now - timedelta(days=RECENT_DAYS)
     return Protection(
-        enrolled=len(rows),
-        online=len(online),
-        protected=sum(1 for r in online if r.agent.realtime_enabled),
-        signatures_7=sum(1 for r in rows if signature_older_than(r.agent, 7, now)),
-        signatures_15=sum(1 for r in rows if signature_older_than(r.agent, 15, now)),
+        enrolled=len(active),
+        online=sum(1 for r in active if r.state == agents.AgentState.ONLINE),
+        protected=sum(1 for r in active if _is_protected(r)),
+        signatures_7=sum(1 for r in active if signature_older_than(r.agent, 7, now)),
+        signatures_15=sum(1 for r in active if signature_older_than(r.agent, 15, now)),
         detections_recent=detections.count(session, scope, since=since),
         detections_to_review=detections.count(session, scope, since=since, triage=Triage.NEW),
+        needs_action=sum(1 for r in active if r.needs),
     )
+
+
+def coverage(units: list[Row], tree: list[Row], rows: list[Shown]) -> list[Coverage]:
+    """Enrolled and protected computers against declared endpoints, for each of ``units`` with its subtree.
+
+    ``tree`` is the viewer's whole tree (the computers of units not shown count in their parents).
+    """
+    paths = {r.unit.id: r.unit.path for r in tree}
+    active = [(paths.get(r.agent.unit_id, ""), _is_protected(r)) for r in rows if r.state != agents.AgentState.REVOKED]
+    result = []
+    for unit in units:
+        inside = [protected for path, protected in active if path.startswith(unit.unit.path)]
+        protected = sum(inside)
+        percent = protected * 100 // unit.subtree_total if unit.subtree_total else None
+        result.append(Coverage(unit, len(inside), protected, unit.subtree_total, percent))
+    return result
+
+
+def detections_per_day(session: Session, scope: Scope, today: date) -> list[DayBar]:
+    """The last RECENT_DAYS days up to ``today`` (Vietnam's days), each with its detections and its bar."""
+    first = today - timedelta(days=RECENT_DAYS - 1)
+    counts = detections.count_by_day(
+        session, scope, since=day_start(first), until=day_start(today + timedelta(days=1)), zone=i18n.DISPLAY_ZONE
+    )
+    days = [first + timedelta(days=n) for n in range(RECENT_DAYS)]
+    top = max([1, *counts.values()])
+    bars = []
+    for n, day in enumerate(days):
+        count = counts.get(day, 0)
+        height = round(count * CHART_PLOT / top)
+        if count and height < 2:
+            height = 2  # a day with detections always shows
+        x = CHART_LEFT + n * CHART_COLUMN + (CHART_COLUMN - CHART_BAR) // 2
+        labelled = n % 5 == 0 or n == RECENT_DAYS - 1
+        bars.append(DayBar(day, count, x, CHART_TOP + CHART_PLOT - height, height, labelled))
+    return bars
+
+
+def _today() -> date:
+    return datetime.now(i18n.DISPLAY_ZONE).date()
 
 
 @router.get("/")
 def home(request: Request, session: ConsoleDb, viewer: CurrentViewer, settings: Settings) -> Response:
-    rows = tree_rows(service.subtree(session, viewer.caller.scope))
+    scope = viewer.caller.scope
+    rows = tree_rows(service.subtree(session, scope))
     declared = {
         "servers": sum(r.unit.declared_servers for r in rows),
         "workstations": sum(r.unit.declared_workstations for r in rows),
         "other": sum(r.unit.declared_other for r in rows),
     }
     declared["all"] = sum(declared.values())
+    computers = shown_agents(session, scope, settings.heartbeat_seconds, Filters())
     # The overview lists the top of the viewer's tree and the level below it; the full tree is one click away.
     overview = [r for r in rows if r.depth <= 1]
+    bars = detections_per_day(session, scope, _today())
+    needing = sorted((r for r in computers if r.needs), key=lambda r: (-len(r.needs), r.agent.hostname.lower()))
     context = {
         "rows": overview,
         "unit_count": len(rows),
         "declared": declared,
-        "protection": protection(session, viewer.caller.scope, settings.heartbeat_seconds),
+        "protection": protection(session, scope, computers),
         "recent_days": RECENT_DAYS,
+        "coverage": coverage(overview, rows, computers),
+        "bars": bars,
+        "bars_top": max([1, *(b.count for b in bars)]),
+        "bars_total": sum(b.count for b in bars),
+        "chart": {
+            "width": CHART_LEFT * 2 + RECENT_DAYS * CHART_COLUMN,
+            "height": CHART_TOP + CHART_PLOT + CHART_AXIS,
+            "top": CHART_TOP,
+            "base": CHART_TOP + CHART_PLOT,
+            "left": CHART_LEFT,
+            "column": CHART_COLUMN,
+            "bar": CHART_BAR,
+        },
+        "threats": detections.top_names(
+            session, scope, since=utcnow() - timedelta(days=RECENT_DAYS), limit=TOP_THREATS
+        ),
+        "needing": needing[:NEEDS_SHOWN],
+        "need_labels": NEED_LABELS,
     }
     return render(request, "home.html", context, viewer=viewer)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -132,3 +134,45 @@ def tree(client: TestClient, database: Database) -> dict[str, int]:
         assert client.post("/api/v1/users", json=body, headers=headers).status_code == 201
     client.cookies.clear()
     return {"province": province, "health": health, "hospital": hospital, "education": education}
+
+
+# -- agents, as the tests of several domains enroll them ----------------------------------------------------
+
+
+def enrollment_token(client: TestClient, unit: int, **extra: Any) -> str:
+    """A fresh enrollment token for ``unit``, made by the admin (the client is logged out again)."""
+    csrf = login(client)
+    body = {"name": "đợt cài đặt tháng 11", "unit_id": unit, **extra}
+    answer = client.post("/api/v1/enrollment-tokens", json=body, headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 201, answer.text
+    client.cookies.clear()
+    token: str = answer.json()["token"]
+    return token
+
+
+def enroll_agent(client: TestClient, token: str, hostname: str = "may-tram-01") -> dict[str, Any]:
+    answer = client.post(
+        "/api/v1/agent/enroll", json={"token": token, "hostname": hostname, "os": "Linux", "os_version": "Debian 12"}
+    )
+    assert answer.status_code == 201, answer.text
+    enrolled: dict[str, Any] = answer.json()
+    return enrolled
+
+
+def agent_auth(enrolled: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Agent {enrolled['agent_id']}:{enrolled['secret']}"}
+
+
+def detection_event(**extra: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "path": "/home/user/Tải về/hoá đơn.zip",
+        "chain": ["hoá đơn.zip", "eicar.com"],
+        "name": "Eicar-Test-Signature",
+        "kind": "builtin",
+        "md5": "44d88612fea8a8f36de82e1278abb02f",
+        "size": 68,
+        "action": "quarantine",
+        **extra,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,45 +11,12 @@ from fastapi.testclient import TestClient
 from garrison.server.agents import service
 from garrison.server.agents.models import Agent
 from garrison.server.db import Database
-from tests.server.conftest import login
+from tests.server.conftest import agent_auth, detection_event, enroll_agent, enrollment_token, login
 
-
-def _token(client: TestClient, unit: int, **extra: Any) -> str:
-    csrf = login(client)
-    body = {"name": "đợt cài đặt tháng 11", "unit_id": unit, **extra}
-    answer = client.post("/api/v1/enrollment-tokens", json=body, headers={"X-CSRF-Token": csrf})
-    assert answer.status_code == 201, answer.text
-    client.cookies.clear()
-    token: str = answer.json()["token"]
-    return token
-
-
-def _enroll(client: TestClient, token: str, hostname: str = "may-tram-01") -> dict[str, Any]:
-    answer = client.post(
-        "/api/v1/agent/enroll", json={"token": token, "hostname": hostname, "os": "Linux", "os_version": "Debian 12"}
-    )
-    assert answer.status_code == 201, answer.text
-    enrolled: dict[str, Any] = answer.json()
-    return enrolled
-
-
-def _auth(enrolled: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Agent {enrolled['agent_id']}:{enrolled['secret']}"}
-
-
-def _event(**extra: Any) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "path": "/home/user/Tải về/hoá đơn.zip",
-        "chain": ["hoá đơn.zip", "eicar.com"],
-        "name": "Eicar-Test-Signature",
-        "kind": "builtin",
-        "md5": "44d88612fea8a8f36de82e1278abb02f",
-        "size": 68,
-        "action": "quarantine",
-        **extra,
-    }
+_token = enrollment_token
+_enroll = enroll_agent
+_auth = agent_auth
+_event = detection_event
 
 
 def test_enroll_heartbeat_and_inventory(client: TestClient, tree: dict[str, int]) -> None:

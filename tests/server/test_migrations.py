@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 
 from garrison.server.db import Base, Database, make_engine, migrate
 from garrison.server.units.models import Unit, UnitKind
@@ -66,4 +66,38 @@ def test_concurrent_sqlite_writers_wait_instead_of_failing(tmp_path: Path) -> No
     assert errors == []
     with database.session() as session:
         assert session.scalars(select(Unit)).one().declared_servers == 2
+    engine.dispose()
+
+
+def test_upgrading_keeps_the_rows_of_changed_tables(tmp_path: Path) -> None:
+    """On SQLite, changing the agents table copies it and drops the old one: detections, which cascade from agents,
+    must survive (foreign keys are off during migrations, and checked before they commit)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO units (id, path, name, kind, declared_servers, declared_workstations, "
+                "declared_other, created_at) VALUES (1, '/1/', 'Tỉnh', 'province', 0, 0, 0, '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO agents (id, unit_id, secret_hash, hostname, os, os_version, agent_version, "
+                "enrolled_at, inventory, realtime_enabled, revoked) VALUES ('a1', 1, 'x', 'may-01', '', "
+                "'', '', '2026-01-01', '{}', 0, 0)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO detections (id, agent_id, unit_id, occurred_at, received_at, path, chain, "
+                "name, kind, size, action, action_ok, triage) VALUES ('d1', 'a1', 1, '2026-01-01', "
+                "'2026-01-01', '/x', '[]', 'Eicar', 'builtin', 68, 'report', 1, 'new')"
+            )
+        )
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM detections")).scalar() == 1
+        assert connection.execute(text("SELECT policy_revision FROM agents")).scalar() == ""
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()

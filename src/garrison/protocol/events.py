@@ -1,5 +1,5 @@
-"""Events agents send: detections for now. Each has a UUID chosen by the agent, so a retried batch never
-duplicates anything on the server."""
+"""Events agents send: detections and task results. Each has a UUID chosen by the agent, so a retried batch
+never duplicates anything on the server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from enum import StrEnum
 from uuid import UUID
 
 from pydantic import BaseModel, Field
+
+from garrison.protocol.tasks import TaskResult
 
 
 class Action(StrEnum):
@@ -31,10 +33,12 @@ class DetectionEvent(BaseModel):
     action: Action = Action.REPORT
     action_ok: bool = True
     action_detail: str | None = Field(default=None, max_length=1024)
+    quarantine_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
 
 class EventBatch(BaseModel):
     detections: list[DetectionEvent] = Field(default_factory=list, max_length=1000)
+    task_results: list[TaskResult] = Field(default_factory=list, max_length=1000)
 
 
 class BatchAck(BaseModel):

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from garrison.protocol.tasks import TaskOrder
+
 
 class Inventory(BaseModel):
     hostname: str = Field(min_length=1, max_length=255)
@@ -22,6 +24,8 @@ class Inventory(BaseModel):
     last_scan_at: datetime | None = None
     errors: list[str] = Field(default_factory=list, max_length=32)
     events_dropped: int = Field(default=0, ge=0)
+    policy_revision: str = Field(default="", max_length=64)
+    realtime_backend: str = Field(default="", max_length=16)
 
 
 class Heartbeat(BaseModel):
@@ -29,7 +33,10 @@ class Heartbeat(BaseModel):
 
 
 class HeartbeatResponse(BaseModel):
-    """``next_seconds`` already includes jitter; agents wait that long before the next heartbeat."""
+    """``next_seconds`` already includes jitter; agents wait that long before the next heartbeat. When
+    ``policy_revision`` differs from the agent's, it fetches its policy; ``tasks`` are its pending tasks."""
 
     next_seconds: float
     server_time: datetime
+    policy_revision: str | None = None
+    tasks: list[TaskOrder] = Field(default_factory=list)

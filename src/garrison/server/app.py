@@ -24,7 +24,10 @@ from garrison.server.errors import ServerError, TooManyRequests, http_error
 from garrison.server.operations.logging import RequestContextMiddleware
 from garrison.server.operations.metrics import Metrics, MetricsMiddleware
 from garrison.server.operations.shedding import AgentLoadShedding
+from garrison.server.policies.api import router as policies_router
 from garrison.server.settings import ServerSettings
+from garrison.server.tasks.api import agent_router as tasks_agent_router
+from garrison.server.tasks.api import router as tasks_router
 from garrison.server.units.api import router as units_router
 
 logger = logging.getLogger(__name__)
@@ -84,6 +87,9 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     app.include_router(agent_router)
     app.include_router(agents_router)
     app.include_router(detections_router)
+    app.include_router(policies_router)
+    app.include_router(tasks_router)
+    app.include_router(tasks_agent_router)
     app.include_router(console_router)
     app.mount("/static", StaticFiles(directory=CONSOLE_STATIC), name="static")
     return app

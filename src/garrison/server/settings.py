@@ -25,11 +25,13 @@ class ServerSettings(BaseSettings):
         host, port: where to listen.
         session_hours: how long a console login lasts without activity.
         login_attempts: failed logins allowed per account and per client address in ``login_window_minutes``.
-        heartbeat_seconds: how often agents report (each answer adds ±10 % jitter).
+        heartbeat_seconds: how often agents report (each answer adds ±10 % jitter), unless their policy says
+            otherwise.
         password_time_cost, password_memory_kib: Argon2id cost (the defaults are RFC 9106's second choice).
         agent_max_inflight: agent requests answered at once; past it agents get 503 with ``Retry-After``.
         agent_retry_after_seconds: the ``Retry-After`` told to refused agents (±20 % jitter added).
         metrics_token: bearer token that ``/metrics`` requires; empty serves ``/metrics`` to loopback only.
+        sample_max_bytes: the largest file a collect task may upload (kept encrypted in ``data_dir/samples``).
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
@@ -47,6 +49,7 @@ class ServerSettings(BaseSettings):
     agent_max_inflight: int = Field(default=64, ge=1)
     agent_retry_after_seconds: float = Field(default=30.0, gt=0)
     metrics_token: str = Field(default="", repr=False)
+    sample_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"

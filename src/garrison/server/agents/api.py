@@ -9,12 +9,16 @@ from fastapi import APIRouter, Depends, Request
 from garrison.protocol.enrollment import EnrollRequest, EnrollResponse
 from garrison.protocol.events import BatchAck, EventBatch
 from garrison.protocol.heartbeat import Heartbeat, HeartbeatResponse
+from garrison.protocol.policy import PolicyDocument
 from garrison.server.agents import service
 from garrison.server.agents.models import Agent
 from garrison.server.agents.schemas import AgentOut, EnrollmentTokenIn, EnrollmentTokenOut, NewEnrollmentToken
 from garrison.server.deps import CurrentCaller, DbSession, Settings, client_address
 from garrison.server.detections import service as detections
 from garrison.server.errors import ERROR_RESPONSES, Unauthorized
+from garrison.server.policies import service as policies
+from garrison.server.tasks import quarantine
+from garrison.server.tasks import service as tasks
 from garrison.server.wire import PathId
 
 agent_router = APIRouter(prefix="/api/v1/agent", tags=["agent protocol"], responses=ERROR_RESPONSES)
@@ -42,13 +46,29 @@ def enroll(body: EnrollRequest, request: Request, session: DbSession, settings: 
 def heartbeat(
     body: Heartbeat, request: Request, agent: CurrentAgent, session: DbSession, settings: Settings
 ) -> HeartbeatResponse:
-    return service.heartbeat(session, agent, body, client_address(request), settings.heartbeat_seconds)
+    """Record the agent's inventory; answer when to call again, the revision of the policy it must apply, and its
+    pending tasks."""
+    revision, interval = policies.heartbeat_terms(session, agent, settings.heartbeat_seconds)
+    answer = service.heartbeat(session, agent, body, client_address(request), interval)
+    answer.policy_revision = revision
+    answer.tasks = tasks.orders_for(session, agent)
+    return answer
+
+
+@agent_router.get("/policy", response_model=PolicyDocument)
+def policy(agent: CurrentAgent, session: DbSession) -> PolicyDocument:
+    """The policy this agent must apply now (fetched when the heartbeat's ``policy_revision`` is not its own)."""
+    return policies.document_for(session, agent)
 
 
 @agent_router.post("/events", response_model=BatchAck)
 def events(body: EventBatch, agent: CurrentAgent, session: DbSession) -> BatchAck:
-    """Store detections; answer with every id now held, new or already known (safe to retry)."""
-    return detections.ingest(session, agent, body)
+    """Store detections and task results; answer with every id now held, new or already known (safe to retry)."""
+    ack = detections.ingest(session, agent, body)
+    quarantine.learn(session, agent, body.detections)
+    tasks.apply_results(session, agent, body.task_results)
+    ack.accepted.extend(dict.fromkeys(result.id for result in body.task_results))
+    return ack
 
 
 @router.post("/enrollment-tokens", response_model=NewEnrollmentToken, status_code=201)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.db import Base, utcnow
@@ -35,6 +35,7 @@ class Agent(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="RESTRICT"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("agent_groups.id", ondelete="SET NULL"), index=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
     hostname: Mapped[str] = mapped_column(String(255), index=True)
     os: Mapped[str] = mapped_column(String(64), default="")
@@ -49,3 +50,6 @@ class Agent(Base):
     signature_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The policy it last said it applies, and the heartbeat interval it was last given.
+    policy_revision: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    heartbeat_seconds: Mapped[float | None] = mapped_column(Float)

@@ -129,6 +129,8 @@ def heartbeat(session: Session, agent: Agent, beat: Heartbeat, address: str, int
     agent.realtime_enabled = inventory.realtime_enabled
     agent.signature_date = inventory.signature_date
     agent.inventory = inventory.model_dump(mode="json")
+    agent.policy_revision = inventory.policy_revision
+    agent.heartbeat_seconds = interval
     agent.last_seen_at = utcnow()
     agent.last_address = address
     # Jitter spreads agents that start together (after a power cut, say) over the interval.
@@ -149,8 +151,10 @@ class StateInfo:
 
 
 def state_of(agent: Agent, interval: float, now: datetime | None = None) -> StateInfo:
-    """Online if heard from within a few intervals; offline (since the last contact) up to STALE_AFTER; stale."""
+    """Online if heard from within a few intervals (the agent's own, which its policy may set, else ``interval``);
+    offline (since the last contact) up to STALE_AFTER; stale."""
     now = now or utcnow()
+    interval = agent.heartbeat_seconds or interval
     if agent.revoked:
         return StateInfo(AgentState.REVOKED, aware(agent.revoked_at) if agent.revoked_at else None)
     seen = aware(agent.last_seen_at) if agent.last_seen_at else None

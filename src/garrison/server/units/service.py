@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, String, func, literal, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -19,7 +19,7 @@ from garrison.server.auth.scope import Scope
 from garrison.server.errors import BadRequest, Conflict, Forbidden, NotFound
 from garrison.server.units.models import Unit, UnitKind
 
-T = TypeVar("T")
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ def get(session: Session, scope: Scope, unit_id: int) -> Unit:
     return unit
 
 
-def within(query: Select[T], scope: Scope, unit_column: InstrumentedAttribute[int]) -> Select[T]:
+def within(query: S, scope: Scope, unit_column: InstrumentedAttribute[int]) -> S:
     """``query`` limited to rows whose ``unit_column`` is a unit inside ``scope``."""
     if scope.everything:
         return query

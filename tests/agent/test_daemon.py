@@ -8,138 +8,23 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
 from garrison.agent import inventory
-from garrison.agent.client import AgentClient, EnrollAgain, enroll, fingerprint
-from garrison.agent.daemon import Daemon, ScanSummary, open_outbox, scan_paths
+from garrison.agent.client import EnrollAgain
+from garrison.agent.daemon import Daemon, ScanSummary, scan_paths
 from garrison.agent.identity import Identity
 from garrison.agent.outbox import Outbox
 from garrison.agent.settings import AgentSettings
 from garrison.engine import Database, Engine
 from garrison.engine.eicar import EICAR
-from garrison.protocol.enrollment import EnrollRequest
-from garrison.server import tls
+from tests.agent.conftest import AppTransport, Clock, admin_get
 from tests.conftest import zip_bytes
-from tests.server import conftest as server_fixtures
 from tests.server.conftest import login
-
-# The application on each database (SQLite, PostgreSQL), rolled back after each test: the server tests' fixtures.
-engine = server_fixtures.engine
-database = server_fixtures.database
-settings = server_fixtures.settings
-client = server_fixtures.client
-tree = server_fixtures.tree
-
-SERVER = "https://garrison.test:8443"
-
-
-class AppTransport(httpx2.BaseTransport):
-    """Routes the agent's requests into the application in-process; ``fail`` may intercept them first."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
-        self.fail: Callable[[httpx2.Request], httpx2.Response | None] | None = None
-        self.seen: list[str] = []
-
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        self.seen.append(request.url.path)
-        if self.fail is not None:
-            answer = self.fail(request)
-            if answer is not None:
-                return answer
-        response = self.client.send(request)
-        return httpx2.Response(response.status_code, headers=response.headers, content=response.read())
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def certificate() -> bytes:
-    cert_pem, _ = tls.make_self_signed(["garrison.test"])
-    return x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
-
-
-@pytest.fixture
-def transport(client: TestClient) -> AppTransport:
-    return AppTransport(client)
-
-
-def _token(client: TestClient, unit: int) -> str:
-    csrf = login(client)
-    answer = client.post(
-        "/api/v1/enrollment-tokens", json={"name": "máy trạm", "unit_id": unit}, headers={"X-CSRF-Token": csrf}
-    )
-    assert answer.status_code == 201, answer.text
-    client.cookies.clear()
-    token: str = answer.json()["token"]
-    return token
-
-
-@pytest.fixture
-def identity(client: TestClient, tree: dict[str, int], transport: AppTransport, certificate: bytes) -> Identity:
-    request = EnrollRequest(token=_token(client, tree["hospital"]), hostname="may-tram-01", os="Linux")
-    return enroll(
-        SERVER,
-        request,
-        pinned_fingerprint=fingerprint(certificate),
-        transport=transport,
-        certificate_fetcher=lambda host, port, timeout: certificate,
-    )
-
-
-@pytest.fixture
-def agent_settings(tmp_path: Path) -> AgentSettings:
-    return AgentSettings(state_dir=tmp_path / "agent", backoff_base=2.0, backoff_cap=60.0, batch_size=2)
-
-
-@pytest.fixture
-def outbox(agent_settings: AgentSettings) -> Iterator[Outbox]:
-    with open_outbox(agent_settings) as box:
-        yield box
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def daemon(
-    agent_settings: AgentSettings, identity: Identity, outbox: Outbox, transport: AppTransport, clock: Clock
-) -> Iterator[Daemon]:
-    agent_client = AgentClient.for_identity(identity, transport=transport)
-    with agent_client:
-        yield Daemon(
-            agent_settings,
-            identity,
-            outbox,
-            agent_client,
-            engine_loader=lambda s: (Engine(Database.empty()), None),
-            clock=clock,
-        )
-
-
-def _admin_get(client: TestClient, path: str) -> Any:
-    login(client)
-    answer = client.get(path)
-    client.cookies.clear()
-    assert answer.status_code == 200, answer.text
-    return answer.json()
 
 
 def _samples(folder: Path) -> Path:
@@ -157,7 +42,7 @@ def _scan(daemon: Daemon, folder: Path) -> ScanSummary:
 def test_heartbeat_reports_the_inventory(daemon: Daemon, client: TestClient, identity: Identity) -> None:
     wait = daemon.step()
     assert 54 <= wait <= 66  # the server's interval, jitter included
-    agent = _admin_get(client, f"/api/v1/agents/{identity.agent_id}")
+    agent = admin_get(client, f"/api/v1/agents/{identity.agent_id}")
     assert agent["state"] == "online"
     reported = agent["inventory"]
     assert reported["hostname"] and reported["os"] and reported["agent_version"]
@@ -173,12 +58,12 @@ def test_detections_reach_the_server_once(
     assert len(outbox) == 2
     daemon.step()
     assert len(outbox) == 0
-    found = _admin_get(client, "/api/v1/detections")
+    found = admin_get(client, "/api/v1/detections")
     assert sorted(Path(d["path"]).name for d in found) == ["eicar.com", "hoá đơn.zip"]
     inner = next(d for d in found if d["path"].endswith(".zip"))
     assert inner["chain"][-1] == "tài liệu/eicar.com" and inner["md5"] == "44d88612fea8a8f36de82e1278abb02f"
     assert all(d["agent_id"] == identity.agent_id and d["action"] == "report" for d in found)
-    agent = _admin_get(client, f"/api/v1/agents/{identity.agent_id}")
+    agent = admin_get(client, f"/api/v1/agents/{identity.agent_id}")
     assert agent["inventory"]["last_scan_at"] is not None
 
 
@@ -198,12 +83,12 @@ def test_a_lost_answer_means_a_resend_that_changes_nothing(
     wait = daemon.step()
     assert 0 <= wait <= 2.0  # first failure: full jitter up to the base
     assert len(outbox) == 2  # not acknowledged, so still queued
-    assert len(_admin_get(client, "/api/v1/detections")) == 2  # but stored
+    assert len(admin_get(client, "/api/v1/detections")) == 2  # but stored
     transport.fail = None
     clock.now += wait
     daemon.step()
     assert len(outbox) == 0
-    assert len(_admin_get(client, "/api/v1/detections")) == 2
+    assert len(admin_get(client, "/api/v1/detections")) == 2
 
 
 def test_server_away_backs_off_with_jitter_and_comes_back(
@@ -227,7 +112,7 @@ def test_server_away_backs_off_with_jitter_and_comes_back(
     transport.fail = None
     clock.now += 120
     daemon.step()
-    assert len(outbox) == 0 and len(_admin_get(client, "/api/v1/detections")) == 2
+    assert len(outbox) == 0 and len(admin_get(client, "/api/v1/detections")) == 2
     assert daemon.last_error is None
 
 
@@ -271,10 +156,10 @@ def test_unsendable_events_do_not_block_the_queue(
     _scan(daemon, _samples(tmp_path / "scan"))
     daemon.step()
     assert len(outbox) == 0 and daemon.discarded == 2
-    assert len(_admin_get(client, "/api/v1/detections")) == 2
+    assert len(admin_get(client, "/api/v1/detections")) == 2
     daemon._next_heartbeat = 0
     daemon.step()  # the next heartbeat says so
-    agent = _admin_get(client, f"/api/v1/agents/{daemon.identity.agent_id}")
+    agent = admin_get(client, f"/api/v1/agents/{daemon.identity.agent_id}")
     assert any("dropped 2" in error for error in agent["inventory"]["errors"])
 
 
@@ -286,7 +171,7 @@ def test_events_the_server_rejects_are_dropped_not_retried_forever(
     outbox.put("detection", {**good, "path": "/b" * 5000})  # longer than the server takes: 422 for this one
     daemon.step()
     assert len(outbox) == 0
-    stored = _admin_get(client, "/api/v1/detections")
+    stored = admin_get(client, "/api/v1/detections")
     assert [d["path"] for d in stored] == ["/a"]
 
 

@@ -54,6 +54,7 @@ from garrison.agent.identity import Identity, TrustKind
 from garrison.protocol.enrollment import EnrollRequest, EnrollResponse
 from garrison.protocol.events import BatchAck, EventBatch
 from garrison.protocol.heartbeat import Heartbeat, HeartbeatResponse, Inventory
+from garrison.protocol.policy import PolicyDocument
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,13 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 ENROLL_HINT = "garrison agent enroll --server URL --token TOKEN --fingerprint SHA256"
+
+
+class _Uploaded(BaseModel):
+    """The part of the server's answer to an upload the agent reads."""
+
+    id: int
+    sha256: str
 
 
 # -- errors ---------------------------------------------------------------------------------------------------
@@ -427,12 +435,41 @@ class AgentClient:
     def send_events(self, batch: EventBatch) -> BatchAck:
         return self._parse(self._agent_post("/api/v1/agent/events", batch), BatchAck)
 
+    def policy(self) -> PolicyDocument:
+        """The policy this agent must apply now."""
+        return self._parse(self._agent_request("GET", "/api/v1/agent/policy"), PolicyDocument)
+
+    def upload_sample(self, task_id: int, path: str, data: bytes) -> None:
+        """Upload a file a collect task asked for (the server checks its SHA-256 and keeps it encrypted)."""
+        params = {"path": path, "sha256": hashlib.sha256(data).hexdigest()}
+        response = self._agent_request(
+            "PUT",
+            f"/api/v1/agent/tasks/{task_id}/sample",
+            content=data,
+            params=params,
+            content_type="application/octet-stream",
+        )
+        self._parse(response, _Uploaded)
+
     # -- plumbing -----------------------------------------------------------------------------------------------
 
     def _agent_post(self, path: str, body: BaseModel) -> httpx2.Response:
+        return self._agent_request("POST", path, content=body.model_dump_json().encode())
+
+    def _agent_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> httpx2.Response:
         if self._credential is None:
             raise EnrollAgain(f"this agent is not enrolled; enroll it first: {ENROLL_HINT}")
-        response = self._post(path, body, authenticated=True)
+        response = self._request(
+            method, path, content=content, params=params, content_type=content_type, authenticated=True
+        )
         if response.status_code == 401:
             raise EnrollAgain(
                 f"the server no longer accepts this agent: {_server_message(response)}. "
@@ -441,13 +478,25 @@ class AgentClient:
         return response
 
     def _post(self, path: str, body: BaseModel, *, authenticated: bool) -> httpx2.Response:
-        headers = {}
+        return self._request("POST", path, content=body.model_dump_json().encode(), authenticated=authenticated)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        authenticated: bool,
+    ) -> httpx2.Response:
+        headers = {"Content-Type": content_type}
         if authenticated and self._credential is not None:
             agent_id, secret = self._credential
             headers["Authorization"] = f"Agent {agent_id}:{secret}"
         where = str(self.url).rstrip("/")
         try:
-            response = self._http.post(path, content=body.model_dump_json().encode(), headers=headers)
+            response = self._http.request(method, path, content=content, params=params, headers=headers)
         except httpx2.TransportError as exc:
             failure = _certificate_failure(exc)
             if failure is not None:

@@ -9,17 +9,26 @@ injectable, so tests run the schedule without sleeping.
   a lost answer means a resend, which the server recognises (events keep their UUID).
 - **Server away**: every failure waits with exponential backoff and full jitter (or the server's ``Retry-After``),
   forever; the first success resets it. A refused credential stops the daemon: the agent must enroll again.
-- **Scans**: :func:`scan_paths` scans with the engine and puts one detection event per detection in the outbox.
-- **Real-time protection** (:mod:`garrison.agent.realtime`, inotify) runs beside the loop in :meth:`Daemon.run`
-  when ``realtime_paths`` are set, and is reported in the heartbeat (``realtime_enabled``, dropped files in
-  ``errors``).
-
-Scheduled scans, policies and tasks come later.
+- **Policy**: each heartbeat answer names the policy revision to apply; when it is not the agent's, the agent
+  fetches the policy (:mod:`garrison.agent.policy`), saves it, and applies it: what to scan and exclude, the
+  action on detection, real-time protection (restarted when it changes), the schedule, limits, the allow-list.
+- **Tasks**: the heartbeat answer carries the agent's pending tasks; :mod:`garrison.agent.tasks` runs each once
+  and queues its result in the outbox.
+- **Scheduled scans** (:mod:`garrison.agent.schedule`) and tasks run one at a time on a worker thread beside the
+  loop, so a long scan never delays heartbeats; tests drive them with :meth:`Daemon.run_jobs`.
+- **Scans**: :func:`scan_paths` scans with the engine, acts on detected files (report, quarantine, delete) and
+  puts one detection event per detection in the outbox.
+- **Real-time protection** (:mod:`garrison.agent.realtime`, fanotify or inotify) runs beside the loop in
+  :meth:`Daemon.run` when ``realtime_paths`` are set, and is reported in the heartbeat (``realtime_enabled``,
+  its back end, dropped files in ``errors``).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import queue
 import random
 import re
 import threading
@@ -34,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from garrison.agent import inventory
+from garrison.agent import policy as policies
 from garrison.agent.client import (
     AgentClient,
     Backoff,
@@ -41,24 +51,33 @@ from garrison.agent.client import (
     EnrollAgain,
     RequestRejected,
 )
+from garrison.agent.detections import DETECTION, TASK_RESULT, handle, not_allowed
 from garrison.agent.identity import Identity
 from garrison.agent.outbox import Outbox, OutboxError
+from garrison.agent.quarantine import Quarantine, load_or_create_key
+from garrison.agent.schedule import Scheduler
 from garrison.agent.settings import AgentSettings
-from garrison.engine import Database, DatabaseError, Detection, Engine, ObjectResult, ScanResult, Status, load_database
+from garrison.agent.tasks import Ledger, TaskContext, TaskFailed, TaskRunner
+from garrison.atomicfile import write_atomic
+from garrison.engine import Database, DatabaseError, Engine, Status, load_database
 from garrison.engine.pool import scan_files
+from garrison.engine.results import printable
 from garrison.engine.walker import Found, Skipped, walk
 from garrison.protocol.events import Action, DetectionEvent, EventBatch
 from garrison.protocol.heartbeat import HeartbeatResponse
+from garrison.protocol.policy import AgentPolicy, PolicyDocument, ScheduledScan
+from garrison.protocol.tasks import TaskResult
 
 if TYPE_CHECKING:
     from garrison.agent.realtime import RealtimeProtection
 
 log = logging.getLogger(__name__)
 
-DETECTION = "detection"
 MIN_INTERVAL = 1.0
 MAX_INTERVAL = 24 * 3600.0
 MAX_WAIT = 3600.0
+EVENT_MODELS: dict[str, type[DetectionEvent] | type[TaskResult]] = {DETECTION: DetectionEvent, TASK_RESULT: TaskResult}
+JOB_POLL = 2.0  # while jobs run, results are sent this soon after they are queued
 _PROBLEM_INDEX = re.compile(r"(?:^|\.)detections\.(\d+)(?:\.|$)")
 
 
@@ -100,23 +119,6 @@ class ScanSummary:
     problems: list[str] = field(default_factory=list)
 
 
-def detection_event(result: ScanResult, obj: ObjectResult, detection: Detection, when: datetime) -> dict[str, Any]:
-    """The outbox payload of one detection: a :class:`DetectionEvent` without its id (the outbox gives it)."""
-    return {
-        "occurred_at": when.isoformat(),
-        "path": result.path[:4096],
-        "chain": list(obj.chain)[:32],
-        "name": detection.name[:255],
-        "kind": detection.kind.value[:32],
-        "database": detection.database[:1024] if detection.database else None,
-        "signature": detection.signature[:255] if detection.signature else None,
-        "md5": obj.md5,
-        "sha256": obj.sha256,
-        "size": obj.size,
-        "action": Action.REPORT.value,
-    }
-
-
 def scan_paths(
     engine: Engine,
     paths: Iterable[str],
@@ -125,16 +127,27 @@ def scan_paths(
     exclude: Iterable[str] = (),
     jobs: int = 1,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    action: Action = Action.REPORT,
+    quarantine: Quarantine | None = None,
+    allowed: frozenset[str] = frozenset(),
 ) -> ScanSummary:
-    """Scan ``paths`` (files and folders) and put one detection event per detection into ``outbox``.
+    """Scan ``paths`` (files and folders), apply ``action`` to each infected file and put one detection event per
+    detection into ``outbox``. Files whose SHA-256 is in ``allowed`` are not detections.
 
     A detection that cannot be queued (full disk) is counted in ``problems``; the scan goes on.
     """
     summary = ScanSummary(started_at=now())
+    paths_by_result: dict[str, str] = {}  # the path scanned, by the printable path its result carries
+
+    def problem(message: str) -> None:
+        summary.problems.append(message)
+        log.error("%s", message)
 
     def files() -> Iterator[tuple[str, int]]:
         for item in walk(paths, exclude=exclude):
             if isinstance(item, Found):
+                if action is not Action.REPORT:
+                    paths_by_result[printable(item.path)] = item.path
                 yield item.path, item.size
             elif isinstance(item, Skipped):
                 summary.skipped += 1
@@ -146,18 +159,22 @@ def scan_paths(
         summary.files += 1
         if result.status is Status.ERROR:
             summary.errors += 1
-        found = result.detections
-        if found:
-            summary.infected += 1
-        for obj, detection in found:
-            try:
-                outbox.put(DETECTION, detection_event(result, obj, detection, now()))
-            except OutboxError as exc:
-                summary.problems.append(str(exc))
-                log.error("cannot queue the detection in %s: %s", result.path, exc)
-                continue
+        found = not_allowed(result, allowed)
+        if not found:
+            continue
+        summary.infected += 1
+        queued = handle(
+            Path(paths_by_result.pop(result.path, result.path)),
+            result,
+            found,
+            outbox,
+            action=action,
+            quarantine=quarantine,
+            when=now(),
+            problem=problem,
+        )
+        for obj, detection, _event in queued:
             summary.detections.append((result.path, obj.display_name, detection.name))
-            log.warning("detection: %s: %s", obj.display_name, detection.name)
     summary.finished_at = now()
     return summary
 
@@ -183,7 +200,7 @@ class Daemon:
         outbox: the event queue.
         client: the HTTP client (its transport decides where requests go).
         engine_loader: makes the engine on first use (default :func:`load_engine`).
-        clock: monotonic seconds; ``rng``: jitter source.
+        clock: monotonic seconds; ``rng``: jitter source; ``wallclock``: the local time, for schedules.
     """
 
     def __init__(
@@ -196,8 +213,11 @@ class Daemon:
         engine_loader: Callable[[AgentSettings], tuple[Engine, str | None]] = load_engine,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        wallclock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
     ) -> None:
-        self.settings = settings
+        self.base_settings = settings
+        self.policy_store = policies.PolicyStore(settings.policy_path)
+        self.settings = policies.apply(settings, self.policy)
         self.identity = identity
         self.outbox = outbox
         self.client = client
@@ -216,14 +236,87 @@ class Daemon:
         self.last_error: ClientError | None = None
         self._lock = threading.Lock()
         self.realtime: RealtimeProtection | None = None
+        self._realtime_wanted = False
+        self._wallclock = wallclock
+        self.scheduler = Scheduler(settings.schedule_path, self._rng)
+        self.scheduler.set(self.policy.schedules if self.policy else [], wallclock())
+        self._restored = _load_hashes(settings.state_dir / "restored.json")
+        self._quarantine: Quarantine | None = None
+        self.tasks = TaskRunner(
+            Ledger(settings.tasks_path),
+            outbox,
+            TaskContext(
+                scan=self._task_scan,
+                update=self.reload_engine,
+                quarantine=self.quarantine_store,
+                upload=lambda task_id, path, data: self.client.upload_sample(task_id, path, data),
+                restored=self._remember_restored,
+            ),
+        )
+        self._jobs: queue.Queue[Callable[[], object]] = queue.Queue()
+        self._jobs_open = 0  # queued or running, or finished with results not sent yet
+        self._jobs_finished = 0
 
     # -- parts ------------------------------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> AgentPolicy | None:
+        document = self.policy_store.document
+        return document.policy if document else None
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """Files never treated as detections: the fleet-wide allow-list and the files restored here."""
+        return self.policy_store.allowed | self._restored
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine, self._engine_error = self._engine_loader(self.settings)
+            self._engine.limits = policies.limits(self.policy)
         return self._engine
+
+    def reload_engine(self) -> dict[str, Any]:
+        """Load the signature databases again (real-time protection switches to them); says what is loaded."""
+        self._engine = None
+        engine = self.engine
+        if self.realtime is not None:
+            self.realtime.engine = engine
+        version, date = inventory.signature_info(engine.database)
+        if self._engine_error:
+            raise TaskFailed(self._engine_error)
+        return {"signature_version": version, "signature_date": date.isoformat() if date else None}
+
+    def quarantine_store(self) -> Quarantine:
+        if self._quarantine is None:
+            settings = self.settings
+            self._quarantine = Quarantine(settings.quarantine_dir, load_or_create_key(settings.quarantine_key_path))
+        return self._quarantine
+
+    def _remember_restored(self, sha256: str) -> None:
+        self._restored = self._restored | {sha256}
+        try:
+            write_atomic(self.settings.state_dir / "restored.json", json.dumps(sorted(self._restored)).encode(), 0o600)
+        except OSError as exc:
+            self.note(f"cannot save the list of restored files: {exc.strerror or exc}")
+        if self.realtime is not None:
+            self.realtime.allowed = self.allowed
+
+    def apply_policy(self, document: PolicyDocument) -> None:
+        """Save and apply a policy from the server."""
+        before = self.settings
+        self.policy_store.save(document)
+        self.settings = policies.apply(self.base_settings, document.policy)
+        if self._engine is not None:
+            self._engine.limits = policies.limits(document.policy)
+        self.scheduler.set(document.policy.schedules, self._wallclock())
+        log.info("applying policy %s", document.revision)
+        watched = ("realtime_paths", "realtime_action", "exclude")
+        if self._realtime_wanted and any(getattr(before, f) != getattr(self.settings, f) for f in watched):
+            self.stop_realtime()
+            self.start_realtime()
+        elif self.realtime is not None:
+            self.realtime.allowed = self.allowed
 
     def note(self, problem: str) -> None:
         """Remember a problem to report in the next heartbeat."""
@@ -250,6 +343,8 @@ class Daemon:
             errors=errors,
             events_dropped=dropped,
         )
+        beat.policy_revision = self.policy_store.revision
+        beat.realtime_backend = (realtime.backend or "") if realtime is not None else ""
         answer = self.client.heartbeat(beat)
         self._errors.clear()  # reported
         return answer
@@ -269,32 +364,39 @@ class Daemon:
                 if not events:
                     return sent
                 detections: list[DetectionEvent] = []
+                results: list[TaskResult] = []
                 unusable = []
                 for event in events:
-                    if event.kind != DETECTION:
+                    model = EVENT_MODELS.get(event.kind)
+                    try:
+                        if model is None:
+                            raise ValueError(event.kind)
+                        parsed = model.model_validate({**event.payload, "id": str(event.id)})
+                    except (ValidationError, ValueError):
                         unusable.append(event.id)
                         continue
-                    try:
-                        detections.append(DetectionEvent.model_validate({**event.payload, "id": str(event.id)}))
-                    except ValidationError:
-                        unusable.append(event.id)
+                    if isinstance(parsed, DetectionEvent):
+                        detections.append(parsed)
+                    else:
+                        results.append(parsed)
                 if unusable:
                     self._discard(unusable, "events this agent cannot send")
-                if not detections:
+                if not detections and not results:
                     continue
                 try:
-                    ack = self.client.send_events(EventBatch(detections=detections))
+                    ack = self.client.send_events(EventBatch(detections=detections, task_results=results))
                 except RequestRejected as exc:
                     bad = [detections[i].id for i in _rejected_indexes(exc.problems) if i < len(detections)]
                     if exc.status != 422 or not bad:
                         raise
                     self._discard(bad, "events the server rejected as invalid")
                     continue
-                accepted = set(ack.accepted) & {event.id for event in detections}
+                offered = {event.id for event in detections} | {result.id for result in results}
+                accepted = set(ack.accepted) & offered
                 self.outbox.ack(accepted)
                 sent += len(accepted)
-                if len(accepted) < len(detections):
-                    log.warning("the server acknowledged %d of %d events", len(accepted), len(detections))
+                if len(accepted) < len(offered):
+                    log.warning("the server acknowledged %d of %d events", len(accepted), len(offered))
                     return sent
             self._more_pending = True
         return sent
@@ -307,19 +409,87 @@ class Daemon:
         self.note(message)
 
     def scan(self, paths: Iterable[str]) -> ScanSummary:
-        """Scan now; detections go to the outbox and are sent at the next step."""
+        """Scan now with the policy's action and exclusions; detections go to the outbox, sent at the next step."""
+        settings = self.settings
+        action = Action(settings.scan_action)
         summary = scan_paths(
-            self.engine, paths, self.outbox, exclude=self.settings.exclude, jobs=self.settings.scan_jobs
+            self.engine,
+            paths,
+            self.outbox,
+            exclude=settings.exclude,
+            jobs=settings.scan_jobs,
+            action=action,
+            quarantine=self.quarantine_store() if action is Action.QUARANTINE else None,
+            allowed=self.allowed,
         )
         record_scan(self.settings, summary)
         for problem in summary.problems[:1]:
             self.note(problem)
         return summary
 
+    def _task_scan(self, paths: list[str]) -> dict[str, Any]:
+        summary = self.scan(paths or self.settings.watch_paths)
+        return {
+            "files": summary.files,
+            "infected": summary.infected,
+            "errors": summary.errors,
+            "skipped": summary.skipped,
+            "detections": [name for _path, _obj, name in summary.detections[:20]],
+        }
+
+    def scheduled_scan(self, schedule: ScheduledScan) -> ScanSummary:
+        log.info("scheduled scan (%s) starts", schedule.cron)
+        summary = self.scan(schedule.paths or self.settings.watch_paths)
+        log.info("scheduled scan done: %d files, %d infected", summary.files, summary.infected)
+        return summary
+
+    # -- background work --------------------------------------------------------------------------------------
+
+    def run_jobs(self) -> int:
+        """Run the queued jobs (tasks, scheduled scans) now, in this thread; returns how many ran."""
+        ran = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return ran
+            self._run_job(job)
+            ran += 1
+
+    def _enqueue(self, job: Callable[[], object]) -> None:
+        with self._lock:
+            self._jobs_open += 1
+        self._jobs.put(job)
+
+    def _run_job(self, job: Callable[[], object]) -> None:
+        try:
+            job()
+        except Exception as exc:  # a job must never take the agent down
+            log.exception("background job failed")
+            self.note(f"background job failed: {exc}")
+        finally:
+            with self._lock:
+                self._jobs_finished += 1
+
+    def _work_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                job = self._jobs.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._run_job(job)
+
+    def _follow(self, answer: HeartbeatResponse) -> None:
+        """Fetch the policy when the server names a new one; queue new tasks."""
+        if answer.policy_revision and answer.policy_revision != self.policy_store.revision:
+            self.apply_policy(self.client.policy())
+        for _ in range(self.tasks.accept(answer.tasks)):
+            self._enqueue(self.tasks.run_next)
+
     def start_realtime(self) -> RealtimeProtection | None:
         """Start real-time protection over ``settings.realtime_paths`` (None when there are none, or when it
         cannot start: the problem is logged and reported in the next heartbeat)."""
-        from garrison.agent.quarantine import Quarantine, QuarantineError, load_or_create_key  # noqa: PLC0415
+        from garrison.agent.quarantine import Quarantine, QuarantineError  # noqa: PLC0415
         from garrison.agent.realtime import RealtimeError, RealtimeProtection  # noqa: PLC0415
 
         settings = self.settings
@@ -341,6 +511,7 @@ class Daemon:
                 debounce=settings.realtime_debounce_seconds,
                 backend=settings.realtime_backend,
             )
+            realtime.allowed = self.allowed
             realtime.start()
         except (RealtimeError, QuarantineError) as exc:
             message = f"real-time protection is off: {exc}"
@@ -363,15 +534,24 @@ class Daemon:
         Raises:
             EnrollAgain: the server refused this agent's credential; nothing will work until it enrolls again.
         """
+        # Scheduled scans run whether the server answers or not.
+        for schedule in self.scheduler.due(self._wallclock()):
+            self._enqueue(functools.partial(self.scheduled_scan, schedule))
+        until_scan = self.scheduler.seconds_until_next(self._wallclock())
         now = self._clock()
         if now < self._down_until:
-            return self._down_until - now
+            return _sooner(self._down_until - now, until_scan)
         try:
             if now >= self._next_heartbeat:
                 answer = self.heartbeat()
                 interval = min(max(answer.next_seconds, MIN_INTERVAL), MAX_INTERVAL)
                 self._next_heartbeat = self._clock() + interval
+                self._follow(answer)
+            finished = self._jobs_finished
             self.send_pending()
+            with self._lock:
+                self._jobs_open -= finished
+                self._jobs_finished -= finished
         except EnrollAgain:
             raise
         except (ClientError, OutboxError) as error:
@@ -387,21 +567,27 @@ class Daemon:
             log.log(level, "%s; trying again in %.1f s", error, wait)
             if not isinstance(error, ClientError) or not error.transient:
                 self.note(str(error))
-            return wait
+            return _sooner(wait, until_scan)
         if self._failures:
             log.warning("the server is reachable again")
         self._failures = 0
         self.last_error = None
         if self._more_pending:
             return 0.0
-        return max(0.0, self._next_heartbeat - self._clock())
+        if self._jobs_open:
+            return min(JOB_POLL, max(0.0, self._next_heartbeat - self._clock()))  # send results soon after
+        return _sooner(max(0.0, self._next_heartbeat - self._clock()), until_scan)
 
     def run(self, stop: threading.Event, wait: Callable[[float], object] | None = None) -> None:
         """Step until ``stop`` is set; between steps, ``wait(seconds)`` (default: ``stop.wait``, so a stop set
         from a signal handler ends the wait at once). :class:`EnrollAgain` ends the loop by propagating."""
         wait = wait or stop.wait
         log.info("agent %s reporting to %s", self.identity.agent_id, self.identity.server_url)
+        self._realtime_wanted = True
         self.start_realtime()
+        self.tasks.recover()
+        worker = threading.Thread(target=self._work_loop, args=(stop,), name="garrison-jobs", daemon=True)
+        worker.start()
         try:
             while not stop.is_set():
                 delay = self.step()
@@ -410,7 +596,23 @@ class Daemon:
                 wait(min(delay, MAX_WAIT))
         finally:
             self.stop_realtime()
+            worker.join(timeout=5)
         log.info("agent stopped")
+
+
+def _sooner(wait: float, other: float | None) -> float:
+    return wait if other is None else min(wait, other)
+
+
+def _load_hashes(path: Path) -> frozenset[str]:
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return frozenset()
+    return frozenset(str(item) for item in loaded) if isinstance(loaded, list) else frozenset()
 
 
 def record_scan(settings: AgentSettings, summary: ScanSummary) -> None:

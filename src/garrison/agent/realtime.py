@@ -49,10 +49,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from garrison.agent.daemon import DETECTION, detection_event
+from garrison.agent.detections import handle, not_allowed
 from garrison.agent.fanotify import CleanCache, FanotifyError, FanotifyWatcher, file_identity, protected_prefixes
-from garrison.agent.outbox import Outbox, OutboxError
-from garrison.agent.quarantine import Quarantine, QuarantineError, delete_file
+from garrison.agent.outbox import Outbox
+from garrison.agent.quarantine import Quarantine
 from garrison.engine import Engine, Status
 from garrison.engine.walker import Found, walk
 from garrison.protocol.events import Action
@@ -287,6 +287,7 @@ class RealtimeProtection:
         self._reported_dropped = 0
         self._lock = threading.Lock()
         self.stats = RealtimeStats()
+        self.allowed: frozenset[str] = frozenset()  # SHA-256 of files allowed everywhere (the policy's allow-list)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -594,21 +595,17 @@ class RealtimeProtection:
                 self.clean_cache.add(*before)
             return []
         self.stats.detections += 1
-        when = self._now()
-        first_obj, first = detections[0]
-        ok, detail = self._act(Path(name), detection_event(result, first_obj, first, when))
-        events = []
-        for obj, detection in detections:
-            payload = detection_event(result, obj, detection, when)
-            payload.update(action=self.action.value, action_ok=ok, action_detail=detail[:1024] if detail else None)
-            try:
-                self.outbox.put(DETECTION, payload)
-            except OutboxError as exc:
-                self.note(f"cannot queue the detection in {name}: {exc}")
-                continue
-            events.append(payload)
-            log.warning("real-time detection: %s: %s (%s)", obj.display_name, detection.name, detail or "reported")
-        return events
+        queued = handle(
+            Path(name),
+            result,
+            not_allowed(result, self.allowed),
+            self.outbox,
+            action=self.action,
+            quarantine=self.quarantine,
+            when=self._now(),
+            problem=self.note,
+        )
+        return [event for _obj, _detection, event in queued]
 
     def _identity(self, path: bytes) -> tuple[tuple[int, int], tuple[int, int]] | None:
         """The file's identity and version for the clean cache (only fanotify's opens consult it)."""
@@ -618,18 +615,3 @@ class RealtimeProtection:
             return file_identity(os.stat(path))
         except OSError:
             return None
-
-    def _act(self, path: Path, detection: dict[str, Any]) -> tuple[bool, str | None]:
-        if self.action is Action.REPORT:
-            return True, None
-        try:
-            if self.action is Action.QUARANTINE:
-                if self.quarantine is None:
-                    return False, "no quarantine store"
-                item = self.quarantine.quarantine(path, detection)
-                return True, f"quarantined as {item.id}"
-            deleted = delete_file(path)
-            return True, f"deleted ({deleted.size} bytes, SHA-256 {deleted.sha256})"
-        except QuarantineError as exc:
-            log.error("real-time protection: %s", exc)
-            return False, str(exc)

@@ -44,6 +44,8 @@ class AgentSettings(BaseSettings):
         outbox_max_bytes: bound on queued events; past it the oldest are dropped and counted.
         proxy: an HTTP(S) proxy URL; proxy environment variables are not used.
         allow_http: accept ``http://`` server URLs. Development only: credentials travel in clear text.
+        scan_action: what scheduled and on-demand scans do with a detected file: ``report``, ``quarantine`` or
+            ``delete`` (the policy decides once the server has sent one).
         realtime_paths: directories protected in real time (recursive); empty: real-time protection off.
         realtime_backend: how files are watched: ``fanotify`` (on write and on open; needs CAP_SYS_ADMIN),
             ``inotify`` (on write only) or ``auto`` (fanotify when it can start, else inotify, saying why).
@@ -70,6 +72,7 @@ class AgentSettings(BaseSettings):
     outbox_max_bytes: int = Field(default=64 * MiB, ge=MiB)
     proxy: str | None = None
     allow_http: bool = False
+    scan_action: Literal["report", "quarantine", "delete"] = "report"
     realtime_paths: list[str] = Field(default_factory=list)
     realtime_action: Literal["report", "quarantine", "delete"] = "report"
     realtime_queue: int = Field(default=10_000, ge=1, le=10_000_000)
@@ -95,6 +98,18 @@ class AgentSettings(BaseSettings):
     @property
     def quarantine_dir(self) -> Path:
         return self.state_dir / "quarantine"
+
+    @property
+    def policy_path(self) -> Path:
+        return self.state_dir / "policy.json"
+
+    @property
+    def schedule_path(self) -> Path:
+        return self.state_dir / "schedule.json"
+
+    @property
+    def tasks_path(self) -> Path:
+        return self.state_dir / "tasks.json"
 
     @property
     def quarantine_key_path(self) -> Path:

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -130,8 +131,7 @@ class Database:
         self.normalized_targets = normalized_targets
         self.hash_algorithms = tuple(sorted(set(hashes.algorithms) | set(allow.algorithms)))
         self._hash_tables = (hashes, allow)
-        self._scanner: yara_x.Scanner | None = None
-        self._scanner_pid = 0
+        self._scanners: dict[tuple[int, int], yara_x.Scanner] = {}
 
     @classmethod
     def empty(cls) -> Database:
@@ -200,12 +200,9 @@ class Database:
         return found
 
     def _get_scanner(self) -> yara_x.Scanner:
-        if self._scanner is None or self._scanner_pid != os.getpid():
-            if self.rules is None:
-                raise RuntimeError("no rules to scan with")
-            self._scanner = yara_x.Scanner(self.rules)
-            self._scanner_pid = os.getpid()
-        return self._scanner
+        if self.rules is None:
+            raise RuntimeError("no rules to scan with")
+        return _scanner_for(self._scanners, self.rules)
 
     def _detection(self, rule: yara_x.Rule) -> Detection:
         if rule.namespace == "clamav":
@@ -252,8 +249,7 @@ class SecondStage:
     def __init__(self, rules: yara_x.Rules | None = None, serialized: bytes | None = None) -> None:
         self._rules = rules
         self.serialized = serialized
-        self._scanner: yara_x.Scanner | None = None
-        self._pid = 0
+        self._scanners: dict[tuple[int, int], yara_x.Scanner] = {}
 
     def rules(self) -> yara_x.Rules:
         if self._rules is None:
@@ -270,10 +266,17 @@ class SecondStage:
         return self.serialized
 
     def scanner(self) -> yara_x.Scanner:
-        if self._scanner is None or self._pid != os.getpid():
-            self._scanner = yara_x.Scanner(self.rules())
-            self._pid = os.getpid()
-        return self._scanner
+        return _scanner_for(self._scanners, self.rules())
+
+
+def _scanner_for(scanners: dict[tuple[int, int], yara_x.Scanner], rules: yara_x.Rules) -> yara_x.Scanner:
+    """One scanner per process and thread: a scanner holds the state of the scan in progress, so two threads (the
+    agent's real-time worker and a scheduled scan, say) must not share one; a forked worker makes its own."""
+    key = (os.getpid(), threading.get_ident())
+    scanner = scanners.get(key)
+    if scanner is None:
+        scanner = scanners[key] = yara_x.Scanner(rules)
+    return scanner
 
 
 # -- loading ------------------------------------------------------------------------------------------------

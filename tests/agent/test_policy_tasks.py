@@ -306,3 +306,18 @@ def test_random_delays_spread_the_start(agent_settings: AgentSettings) -> None:
     noon = now.replace(hour=12, minute=0)
     assert all(noon <= start <= noon + timedelta(minutes=60) for start in starts)
     assert max(starts) - min(starts) > timedelta(minutes=20)
+
+
+def test_a_policy_enforces_only_what_it_sets(
+    make_daemon: Any, client: TestClient, tree: dict[str, int], agent_settings: AgentSettings, tmp_path: Path
+) -> None:
+    local = agent_settings.model_copy(update={"realtime_paths": [str(tmp_path)], "watch_paths": ["/srv"]})
+    _policy(client, tree["province"], action="delete")
+    daemon = make_daemon()
+    daemon.base_settings = local
+    daemon.step()
+    assert daemon.settings.scan_action == "delete"
+    assert daemon.settings.realtime_paths == [str(tmp_path)]  # the computer's own, untouched
+    assert daemon.settings.watch_paths == ["/srv"]
+    assert daemon.policy_store.document is not None
+    assert daemon.policy_store.document.enforced == ["action"]

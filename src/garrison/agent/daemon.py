@@ -217,7 +217,7 @@ class Daemon:
     ) -> None:
         self.base_settings = settings
         self.policy_store = policies.PolicyStore(settings.policy_path)
-        self.settings = policies.apply(settings, self.policy)
+        self.settings = policies.apply(settings, self.policy_store.document)
         self.identity = identity
         self.outbox = outbox
         self.client = client
@@ -239,7 +239,7 @@ class Daemon:
         self._realtime_wanted = False
         self._wallclock = wallclock
         self.scheduler = Scheduler(settings.schedule_path, self._rng)
-        self.scheduler.set(self.policy.schedules if self.policy else [], wallclock())
+        self.scheduler.set(policies.schedules(self.policy_store.document), wallclock())
         self._restored = _load_hashes(settings.state_dir / "restored.json")
         self._quarantine: Quarantine | None = None
         self.tasks = TaskRunner(
@@ -249,7 +249,8 @@ class Daemon:
                 scan=self._task_scan,
                 update=self.reload_engine,
                 quarantine=self.quarantine_store,
-                upload=lambda task_id, path, data: self.client.upload_sample(task_id, path, data),
+                # late-bound: a command that only scans builds the daemon without a client
+                upload=lambda task_id, path, data: self.client.upload_sample(task_id, path, data),  # noqa: PLW0108
                 restored=self._remember_restored,
             ),
         )
@@ -273,7 +274,7 @@ class Daemon:
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine, self._engine_error = self._engine_loader(self.settings)
-            self._engine.limits = policies.limits(self.policy)
+            self._engine.limits = policies.limits(self.policy_store.document)
         return self._engine
 
     def reload_engine(self) -> dict[str, Any]:
@@ -306,10 +307,10 @@ class Daemon:
         """Save and apply a policy from the server."""
         before = self.settings
         self.policy_store.save(document)
-        self.settings = policies.apply(self.base_settings, document.policy)
+        self.settings = policies.apply(self.base_settings, document)
         if self._engine is not None:
-            self._engine.limits = policies.limits(document.policy)
-        self.scheduler.set(document.policy.schedules, self._wallclock())
+            self._engine.limits = policies.limits(document)
+        self.scheduler.set(policies.schedules(document), self._wallclock())
         log.info("applying policy %s", document.revision)
         watched = ("realtime_paths", "realtime_action", "exclude")
         if self._realtime_wanted and any(getattr(before, f) != getattr(self.settings, f) for f in watched):

@@ -1,9 +1,9 @@
 """The policy the server sends, kept on disk and applied over the agent's own settings.
 
-Until its first policy arrives, an agent runs on its local settings (``GARRISON_AGENT_*``). Once it has one, the
-policy decides what to scan, what to exclude, what to do with detections, real-time protection, the schedule and
-the scan limits; the local settings keep deciding what only the machine can know (directories, proxy, how many
-processes scan). The last policy received is saved, so an agent that restarts while the server is away keeps
+An agent runs on its local settings (``GARRISON_AGENT_*``) except where its policy enforces a setting (the
+document's ``enforced`` list): what to scan, what to exclude, what to do with detections, real-time protection,
+the schedule, the scan limits. What only the machine can know (directories, proxy, how many processes scan) is
+always local. The last policy received is saved, so an agent that restarts while the server is away keeps
 applying it.
 """
 
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from garrison.agent.settings import AgentSettings
 from garrison.atomicfile import write_atomic
 from garrison.engine import ScanLimits
-from garrison.protocol.policy import AgentPolicy, PolicyDocument
+from garrison.protocol.policy import PolicyDocument, ScheduledScan
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +51,39 @@ class PolicyStore:
         self.document = document
 
 
-def apply(settings: AgentSettings, policy: AgentPolicy | None) -> AgentSettings:
-    """The agent's settings with the policy's decisions in place (unchanged without a policy)."""
-    if policy is None:
+def apply(settings: AgentSettings, document: PolicyDocument | None) -> AgentSettings:
+    """The agent's settings with the settings the policy enforces in place (unchanged without a policy)."""
+    if document is None:
         return settings
-    return settings.model_copy(
-        update={
-            "watch_paths": list(policy.scan_paths),
-            "exclude": list(policy.exclude),
-            "scan_action": policy.action.value,
-            "realtime_paths": list(policy.realtime_paths) if policy.realtime_enabled else [],
-            "realtime_action": policy.realtime_action.value,
-            "heartbeat_seconds": float(policy.heartbeat_seconds),
-        }
-    )
+    policy, enforced = document.policy, set(document.enforced)
+    update: dict[str, object] = {}
+    if "scan_paths" in enforced:
+        update["watch_paths"] = list(policy.scan_paths)
+    if "exclude" in enforced:
+        update["exclude"] = list(policy.exclude)
+    if "action" in enforced:
+        update["scan_action"] = policy.action.value
+    if "realtime_paths" in enforced:
+        update["realtime_paths"] = list(policy.realtime_paths)
+    if "realtime_enabled" in enforced and not policy.realtime_enabled:
+        update["realtime_paths"] = []
+    if "realtime_action" in enforced:
+        update["realtime_action"] = policy.realtime_action.value
+    if "heartbeat_seconds" in enforced:
+        update["heartbeat_seconds"] = float(policy.heartbeat_seconds)
+    return settings.model_copy(update=update)
 
 
-def limits(policy: AgentPolicy | None) -> ScanLimits:
-    """The engine's limits under ``policy`` (the engine's defaults where it says nothing)."""
+def schedules(document: PolicyDocument | None) -> list[ScheduledScan]:
+    return list(document.policy.schedules) if document and "schedules" in document.enforced else []
+
+
+def limits(document: PolicyDocument | None) -> ScanLimits:
+    """The engine's limits under the policy (the engine's defaults where it says nothing)."""
     base = ScanLimits()
-    if policy is None:
+    if document is None or "limits" not in document.enforced:
         return base
-    chosen = policy.limits
+    chosen = document.policy.limits
     return ScanLimits(
         max_file_size=chosen.max_file_mb * MiB if chosen.max_file_mb else base.max_file_size,
         max_scan_size=chosen.max_scan_mb * MiB if chosen.max_scan_mb else base.max_scan_size,

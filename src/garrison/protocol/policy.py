@@ -1,10 +1,13 @@
 """Policies: what an agent should do, decided centrally and sent to it with a revision.
 
-A policy is a set of *layers*: the built-in defaults, then the policies assigned to the agent's unit and to each
-unit above it (from the province down), then the policy of the agent's group. Each layer sets only the settings it
-changes; a later layer wins. Lists (paths, exclusions, schedules) are replaced, never merged, so what an agent
-does can always be read off one layer. The server sends the merged result, :class:`AgentPolicy`, in a
-:class:`PolicyDocument` whose ``revision`` changes whenever anything in it changes.
+A policy is a set of *layers*: the policies assigned to the agent's unit and to each unit above it (from the
+province down), then the policy of the agent's group. Each layer sets only the settings it changes; a later layer
+wins. Lists (paths, exclusions, schedules) are replaced, never merged, so what an agent does can always be read
+off one layer. The server sends the merged result, :class:`AgentPolicy`, in a :class:`PolicyDocument` whose
+``revision`` changes whenever anything in it changes, with the names of the settings some layer sets
+(``enforced``). The agent applies those; every other setting stays as the computer's own configuration says (the
+defaults below are the agent's own defaults), as administrators of central consoles expect: a policy enforces
+what it names and nothing else.
 """
 
 from __future__ import annotations
@@ -62,14 +65,16 @@ class PolicyLimits(BaseModel):
 
 
 class AgentPolicy(BaseModel):
-    """Everything a policy decides. The field defaults are the built-in defaults (the first layer).
+    """Everything a policy decides. The field defaults are the agent's own defaults, which apply where no layer
+    sets a setting and the computer's configuration says nothing either.
 
     Attributes:
         scan_paths: what a scan covers when it names no paths (on demand, scheduled, "scan now").
         exclude: glob patterns never scanned, by any kind of scan.
         action: what scheduled and on-demand scans do with a detected file.
         schedules: scheduled scans.
-        realtime_enabled, realtime_paths, realtime_action: real-time protection.
+        realtime_enabled, realtime_paths, realtime_action: real-time protection (on needs paths: the policy's, or
+            the computer's own when the policy sets none).
         heartbeat_seconds: how often the agent reports (the server adds jitter).
         update_seconds: how often the agent looks for signature updates.
         limits: scan limits.
@@ -77,14 +82,13 @@ class AgentPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scan_paths: PathList = Field(default_factory=lambda: ["/"], max_length=MAX_PATHS)
-    exclude: PathList = Field(default_factory=lambda: ["/proc/*", "/sys/*", "/dev/*", "/run/*"], max_length=MAX_PATHS)
+    scan_paths: PathList = Field(default_factory=list, max_length=MAX_PATHS)
+    exclude: PathList = Field(default_factory=list, max_length=MAX_PATHS)
     action: Action = Action.REPORT
     schedules: list[ScheduledScan] = Field(default_factory=list, max_length=32)
-    realtime_enabled: bool = True
-    # Paths to watch, not to write: where users' downloads and attachments land.
-    realtime_paths: PathList = Field(default_factory=lambda: ["/home", "/tmp"], max_length=MAX_PATHS)  # noqa: S108
-    realtime_action: Action = Action.QUARANTINE
+    realtime_enabled: bool = False
+    realtime_paths: PathList = Field(default_factory=list, max_length=MAX_PATHS)
+    realtime_action: Action = Action.REPORT
     heartbeat_seconds: int = Field(default=60, ge=10, le=24 * 3600)
     update_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     limits: PolicyLimits = Field(default_factory=PolicyLimits)
@@ -126,5 +130,6 @@ class PolicyDocument(BaseModel):
     revision: str = Field(max_length=64)
     policy: AgentPolicy
     sources: list[PolicySource] = Field(default_factory=list)
+    enforced: list[str] = Field(default_factory=list, description="the settings some layer sets")
     allow_sha256: list[str] = Field(default_factory=list)
     issued_at: datetime | None = None

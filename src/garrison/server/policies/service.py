@@ -338,18 +338,22 @@ def _allow_stamp(session: Session) -> list[int]:
     return [int(count), int(last or 0)]
 
 
-def _revision(policy: AgentPolicy, stamp: list[int]) -> str:
-    canonical = json.dumps({"policy": policy.model_dump(mode="json"), "allow": stamp}, sort_keys=True)
+def _revision(policy: AgentPolicy, enforced: list[str], stamp: list[int]) -> str:
+    canonical = json.dumps(
+        {"policy": policy.model_dump(mode="json"), "enforced": enforced, "allow": stamp}, sort_keys=True
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def document_for(session: Session, agent: Agent) -> PolicyDocument:
     """The policy an agent must apply, with its revision (a digest of the policy and the allow-list's state)."""
     policy, sources = effective(session, _unit_path(session, agent.unit_id), agent.group_id)
+    enforced = sorted({key for source in sources for key in source.settings})
     return PolicyDocument(
-        revision=_revision(policy, _allow_stamp(session)),
+        revision=_revision(policy, enforced, _allow_stamp(session)),
         policy=policy,
         sources=sources,
+        enforced=enforced,
         allow_sha256=allow_list(session),
         issued_at=utcnow(),
     )
@@ -360,9 +364,9 @@ def heartbeat_terms(session: Session, agent: Agent, default_interval: float) -> 
     the policy's when a layer sets it, else the server's default."""
     layers = layers_for(session, _unit_path(session, agent.unit_id), agent.group_id)
     policy = merge([layer.policy.settings for layer in layers])
-    chosen = any("heartbeat_seconds" in layer.policy.settings for layer in layers)
-    interval = float(policy.heartbeat_seconds) if chosen else default_interval
-    return _revision(policy, _allow_stamp(session)), interval
+    enforced = sorted({key for layer in layers for key in layer.policy.settings})
+    interval = float(policy.heartbeat_seconds) if "heartbeat_seconds" in enforced else default_interval
+    return _revision(policy, enforced, _allow_stamp(session)), interval
 
 
 # -- the allow-list -------------------------------------------------------------------------------------------

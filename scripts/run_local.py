@@ -6,7 +6,8 @@
 2. When the organisation tree is empty, a root unit for this machine ("Máy cục bộ") is created through the
    server's own services on the same database, recorded in the audit log as the system.
 3. A local agent (state in ``ROOT/agent``) is enrolled into that unit with a one-use enrollment token, unless it
-   is enrolled already, then ``garrison agent run`` starts, watching ``ROOT/demo``.
+   is enrolled already, then ``garrison agent run`` starts, protecting ``ROOT/demo`` in real time: a file
+   detected there is quarantined, and can be restored from the console (Quarantine page).
 4. On the first enrollment, the harmless EICAR test file is written to ``ROOT/demo`` and scanned with
    ``garrison agent scan``, so a detection shows in the console (``--no-eicar`` skips it).
 
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     agent_env = env | {
         "GARRISON_AGENT_STATE_DIR": str(agent_dir),
         "GARRISON_AGENT_WATCH_PATHS": json.dumps([str(demo_dir)]),
+        "GARRISON_AGENT_REALTIME_PATHS": json.dumps([str(demo_dir)]),
+        "GARRISON_AGENT_REALTIME_ACTION": "quarantine",
     }
     identity = identities.load(agent_dir / "identity.json")
     enrolled_port = urlsplit(identity.server_url).port if identity else None
@@ -338,7 +341,9 @@ def _banner(url: str, setup: str, root: Path, logs: Path, agent_dir: Path, demo_
     print(f"Console:        {url}/  (self-signed certificate, SHA-256 {pin})")
     print(f"Data:           {root}")
     print(f"Logs:           {logs / 'server.log'}, {logs / 'agent.log'}")
-    print(f"Agent state:    {agent_dir}  (watching {demo_dir})")
+    print(f"Agent state:    {agent_dir}")
+    print(f"Protected:      {demo_dir}  (real time: a file detected there is quarantined; restore it from the")
+    print("                console's Quarantine page)")
     print("Garrison is ready. Ctrl-C stops everything (the agent, then the server).")
     print(line, flush=True)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import File, Form, Request, Response, UploadFile
+from fastapi import Depends, File, Form, Request, Response, UploadFile
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -73,8 +73,29 @@ def tree_rows(units: Sequence[Unit]) -> list[Row]:
     return [Row(u, u.path.count("/") - top, totals[u.path]) for u in units]
 
 
-def _form_values(**values: str) -> dict[str, str]:
-    return {name: value.strip() for name, value in values.items()}
+def _form_values(
+    name: Annotated[str, Form()] = "",
+    kind: Annotated[str, Form()] = "",
+    parent_id: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+    declared_servers: Annotated[str, Form()] = "",
+    declared_workstations: Annotated[str, Form()] = "",
+    declared_other: Annotated[str, Form()] = "",
+) -> dict[str, str]:
+    """The unit form's fields as posted, trimmed (one dependency for the create and edit forms)."""
+    posted = {
+        "name": name,
+        "kind": kind,
+        "parent_id": parent_id,
+        "code": code,
+        "declared_servers": declared_servers,
+        "declared_workstations": declared_workstations,
+        "declared_other": declared_other,
+    }
+    return {field: value.strip() for field, value in posted.items()}
+
+
+UnitFormValues = Annotated[dict[str, str], Depends(_form_values)]
 
 
 def _parse(values: dict[str, str], _: i18n.Gettext) -> tuple[service.UnitFields | None, dict[str, str]]:
@@ -161,24 +182,9 @@ def create_unit(
     request: Request,
     session: ConsoleDb,
     viewer: WritingViewer,
-    name: Annotated[str, Form()] = "",
-    kind: Annotated[str, Form()] = "",
-    parent_id: Annotated[str, Form()] = "",
-    code: Annotated[str, Form()] = "",
-    declared_servers: Annotated[str, Form()] = "",
-    declared_workstations: Annotated[str, Form()] = "",
-    declared_other: Annotated[str, Form()] = "",
+    values: UnitFormValues,
 ) -> Response:
     _ = gettext(request)
-    values = _form_values(
-        name=name,
-        kind=kind,
-        parent_id=parent_id,
-        code=code,
-        declared_servers=declared_servers,
-        declared_workstations=declared_workstations,
-        declared_other=declared_other,
-    )
     fields, errors = _parse(values, _)
     if fields is None:
         return _form_page(request, session, viewer, values=values, errors=errors, status_code=400)
@@ -242,25 +248,10 @@ def update_unit(
     unit_id: int,
     session: ConsoleDb,
     viewer: WritingViewer,
-    name: Annotated[str, Form()] = "",
-    kind: Annotated[str, Form()] = "",
-    parent_id: Annotated[str, Form()] = "",
-    code: Annotated[str, Form()] = "",
-    declared_servers: Annotated[str, Form()] = "",
-    declared_workstations: Annotated[str, Form()] = "",
-    declared_other: Annotated[str, Form()] = "",
+    values: UnitFormValues,
 ) -> Response:
     _ = gettext(request)
     unit = service.get(session, viewer.caller.scope, unit_id)
-    values = _form_values(
-        name=name,
-        kind=kind,
-        parent_id=parent_id,
-        code=code,
-        declared_servers=declared_servers,
-        declared_workstations=declared_workstations,
-        declared_other=declared_other,
-    )
     fields, errors = _parse(values, _)
     if fields is None:
         return _form_page(request, session, viewer, values=values, unit=unit, errors=errors, status_code=400)

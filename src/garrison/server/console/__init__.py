@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from garrison.server.console.views import agents, audit, auth, detections, enrollment, home, units, users
+from garrison.server.console.views import (
+    agents,
+    audit,
+    auth,
+    detections,
+    enrollment,
+    home,
+    policies,
+    quarantine,
+    tasks,
+    units,
+    users,
+)
 from garrison.server.console.web import STATIC
 
 router = APIRouter(include_in_schema=False)
-for _views in (auth, home, agents, detections, enrollment, units, users, audit):
+for _views in (auth, home, tasks, quarantine, agents, detections, policies, enrollment, units, users, audit):
     router.include_router(_views.router)
 
 __all__ = ["STATIC", "router"]

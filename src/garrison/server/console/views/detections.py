@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from garrison.server.agents.models import Agent
 from garrison.server.console import i18n
 from garrison.server.console.views.audit import _cell
+from garrison.server.console.views.quarantine import of_detection
+from garrison.server.console.views.tasks import labels as task_labels
 from garrison.server.console.web import (
     ConsoleDb,
     CurrentViewer,
@@ -202,6 +204,9 @@ def detail(request: Request, detection_id: str, session: ConsoleDb, viewer: Curr
         "host": hosts.get(detection.agent_id, ""),
         "unit_name": names.get(detection.unit_id, ""),
         "notice": _("The review was saved.") if done == "triaged" else "",
+        "allowed_notice": _("The file is now allowed on every computer.") if done == "allowed" else "",
+        "quarantined": of_detection(session, viewer.caller.scope, detection.id),
+        **task_labels(request),
     }
     return render(request, "detections/detail.html", context, viewer=viewer)
 

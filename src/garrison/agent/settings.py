@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from garrison import configfile
 
 MiB = 1024 * 1024
 
@@ -57,6 +59,20 @@ class AgentSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_AGENT_")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Code, then the environment, then the TOML file (see :mod:`garrison.configfile`)."""
+        return configfile.sources(
+            settings_cls, init_settings, env_settings, variable="GARRISON_AGENT_CONFIG", default_name="agent.toml"
+        )
 
     state_dir: Path = Field(default_factory=default_state_dir)
     db_dir: Path | None = None

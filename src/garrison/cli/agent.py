@@ -22,6 +22,7 @@ from garrison.agent.daemon import Daemon, load_engine, open_outbox, record_scan,
 from garrison.agent.identity import Identity, IdentityError
 from garrison.agent.outbox import Outbox, OutboxError
 from garrison.agent.settings import AgentSettings
+from garrison.cli.options import config_option
 from garrison.cli.scan import EXIT_CLEAN, EXIT_ERROR, EXIT_FOUND
 from garrison.protocol.enrollment import EnrollRequest
 
@@ -51,8 +52,10 @@ def _client(settings: AgentSettings, identity: Identity) -> AgentClient:
 
 
 @click.group()
+@config_option("GARRISON_AGENT_CONFIG", "/etc/garrison/agent.toml")
 def agent() -> None:
-    """The endpoint agent (settings from GARRISON_AGENT_* variables, e.g. GARRISON_AGENT_STATE_DIR)."""
+    """The endpoint agent (settings from GARRISON_AGENT_* variables, e.g. GARRISON_AGENT_STATE_DIR, or a TOML
+    file)."""
 
 
 @agent.command("enroll")

@@ -11,8 +11,10 @@ import logging
 import sys
 
 import click
+from pydantic import ValidationError
 
 from garrison import __version__
+from garrison.configfile import MissingConfigFile
 
 #: Command name → (module, attribute, one-line help shown by ``garrison --help``).
 COMMANDS = {
@@ -53,5 +55,30 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
 
 
+#: The environment prefix of each settings class, to name a wrong setting the way a person set it.
+PREFIXES = {"ServerSettings": "GARRISON_", "AgentSettings": "GARRISON_AGENT_", "CliSettings": "GARRISON_"}
+
+
+def settings_problem(error: ValidationError) -> str:
+    """A wrong setting in words: which variable (or config file key), what was given, what is expected."""
+    prefix = PREFIXES.get(error.title, "GARRISON_")
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        lines.append(
+            f"{prefix}{name.upper()} (or {name} in the config file): {problem['msg']}, got {problem['input']!r}"
+        )
+    return "invalid setting: " + "; ".join(lines)
+
+
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except ValidationError as exc:
+        if exc.title not in PREFIXES:
+            raise
+        click.echo(f"garrison: {settings_problem(exc)}", err=True)
+        sys.exit(78)  # EX_CONFIG: systemd units do not restart on it
+    except MissingConfigFile as exc:
+        click.echo(f"garrison: {exc}", err=True)
+        sys.exit(78)

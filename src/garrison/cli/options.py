@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -33,3 +36,22 @@ def human_bytes(count: float) -> str:
             return f"{count:.2f} {unit}" if unit != "B" else f"{int(count)} B"
         count /= 1024
     return f"{count:.2f} TiB"  # unreachable, keeps mypy satisfied
+
+
+def config_option(variable: str, default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--config FILE``: the TOML settings file of a command group (sets ``variable`` for the commands and the
+    processes they start; see :mod:`garrison.configfile`)."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value:
+            os.environ[variable] = os.path.abspath(value)
+        return value
+
+    return click.option(
+        "--config",
+        type=click.Path(exists=True, dir_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=remember,
+        help=f"TOML settings file [default: {variable}, else {default} if it exists]; environment variables win.",
+    )

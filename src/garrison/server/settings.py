@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from garrison import configfile
 
 
 def _default_data_dir() -> Path:
@@ -35,6 +37,20 @@ class ServerSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Code, then the environment, then the TOML file (see :mod:`garrison.configfile`)."""
+        return configfile.sources(
+            settings_cls, init_settings, env_settings, variable="GARRISON_CONFIG", default_name="server.toml"
+        )
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str = ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
 
@@ -47,3 +48,24 @@ def sources(
     if path is None:
         return init_settings, env_settings
     return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path)
+
+
+class FileSettings(BaseSettings):
+    """Settings read from code, then the environment, then the TOML file ``CONFIG_VARIABLE`` names (or
+    ``/etc/garrison/CONFIG_DEFAULT``)."""
+
+    CONFIG_VARIABLE: ClassVar[str]
+    CONFIG_DEFAULT: ClassVar[str]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return sources(
+            settings_cls, init_settings, env_settings, variable=cls.CONFIG_VARIABLE, default_name=cls.CONFIG_DEFAULT
+        )

@@ -15,8 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +28,7 @@ from garrison.agent.realtime import RealtimeError, RealtimeProtection
 from garrison.agent.settings import AgentSettings
 from garrison.engine import Database, Engine
 from garrison.engine.eicar import EICAR
+from tests.agent.conftest import Clock, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fanotify and inotify are Linux's")
 
@@ -44,23 +44,6 @@ def fanotify_works() -> bool:
 
 
 FANOTIFY = fanotify_works()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +62,6 @@ def watched(tmp_path: Path) -> Path:
     directory = tmp_path / "watched"
     directory.mkdir()
     return directory.resolve()  # fanotify reports resolved paths
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,27 +28,11 @@ from garrison.agent.settings import AgentSettings
 from garrison.engine import Database, Engine
 from garrison.engine.eicar import EICAR
 from garrison.protocol.heartbeat import HeartbeatResponse, Inventory
+from tests.agent.conftest import Clock, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/sys/fs/inotify"), reason="needs Linux inotify")
 
 DEBOUNCE = 0.5
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +51,6 @@ def watched(tmp_path: Path) -> Path:
     directory = tmp_path / "watched"
     directory.mkdir()
     return directory
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def make(engine: Engine, outbox: Outbox, watched: Path, clock: Clock, **kwargs: Any) -> RealtimeProtection:

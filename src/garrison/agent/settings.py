@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from garrison import configfile
 
@@ -27,7 +27,7 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "garrison-agent"
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(configfile.FileSettings):
     """Everything the agent needs to start.
 
     Attributes:
@@ -60,19 +60,8 @@ class AgentSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_AGENT_")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Code, then the environment, then the TOML file (see :mod:`garrison.configfile`)."""
-        return configfile.sources(
-            settings_cls, init_settings, env_settings, variable="GARRISON_AGENT_CONFIG", default_name="agent.toml"
-        )
+    CONFIG_VARIABLE = "GARRISON_AGENT_CONFIG"
+    CONFIG_DEFAULT = "agent.toml"
 
     state_dir: Path = Field(default_factory=default_state_dir)
     db_dir: Path | None = None

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from garrison import configfile
 
@@ -17,7 +17,7 @@ def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "garrison"
 
 
-class ServerSettings(BaseSettings):
+class ServerSettings(configfile.FileSettings):
     """Everything the server needs to start.
 
     Attributes:
@@ -38,19 +38,8 @@ class ServerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Code, then the environment, then the TOML file (see :mod:`garrison.configfile`)."""
-        return configfile.sources(
-            settings_cls, init_settings, env_settings, variable="GARRISON_CONFIG", default_name="server.toml"
-        )
+    CONFIG_VARIABLE = "GARRISON_CONFIG"
+    CONFIG_DEFAULT = "server.toml"
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str = ""

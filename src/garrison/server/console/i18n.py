@@ -178,6 +178,86 @@ _EXPLAINED: list[tuple[re.Pattern[str], str]] = [
             N_("The number of days must be a whole number from 1 to 365."),
         ),
         (r"read-only access", N_("Your account can only read; it cannot make changes.")),
+        # policies and groups
+        (r"no policy \d+", N_("This policy does not exist or is outside your part of the organisation.")),
+        (
+            r"this policy belongs to a unit above yours: you may use it, not change it",
+            N_("This policy belongs to a unit above yours: you may use it, but not change it."),
+        ),
+        (
+            r"this policy is in use by (?P<units>\d+) units and (?P<groups>\d+) groups; assign them another first",
+            N_(
+                "This policy is still used by %(units)s units and %(groups)s groups. Give them another policy "
+                "first, then delete it."
+            ),
+        ),
+        (
+            r"a policy named '(?P<name>.*)' in this unit already exists",
+            N_("The unit already has a policy named “%(name)s”."),
+        ),
+        (
+            r"a group named '(?P<name>.*)' in this unit already exists",
+            N_("The unit already has a group named “%(name)s”."),
+        ),
+        (
+            r"some computers of this group are outside the new unit; take them out first",
+            N_("Some computers of this group are not in the new unit. Take them out of the group first."),
+        ),
+        (
+            r"a computer can only join a group of its own unit or of a unit above it",
+            N_("A computer can only join a group of its own unit or of a unit above it."),
+        ),
+        (
+            r"only a province administrator may allow a file on every computer",
+            N_("Only a province administrator can allow a file on every computer."),
+        ),
+        (
+            r"only a whole file with a known SHA-256 can be allowed \(not a part of an archive\)",
+            N_("Only a whole file whose SHA-256 is known can be allowed (not a file inside an archive)."),
+        ),
+        (r"(?P<sha>[0-9a-f]{64}) is not on the allow-list", N_("This file is not on the allow-list.")),
+        # tasks and quarantine
+        (
+            r"a scan takes a list of paths.*",
+            N_("Enter the folders or files to scan, one per line, or leave the box empty."),
+        ),
+        (r"a scan takes at most 256 paths", N_("A scan takes at most 256 folders or files.")),
+        (
+            r"collecting a file needs either its path on the computer or its quarantine id",
+            N_("Enter the full path of the file to collect, as it is on the computer."),
+        ),
+        (
+            r"restoring or deleting a quarantined file needs the file's quarantine id",
+            N_("This file is not known to be in quarantine."),
+        ),
+        (
+            r"no computer to run it: the unit or group has no enrolled computer",
+            N_("There is no computer to run it: the unit or group has no enrolled computer."),
+        ),
+        (
+            r"say which computers: a unit, a group or a list of computers",
+            N_("Choose the computers: a unit, a group or one computer."),
+        ),
+        (
+            r"a task waits for computers between a few minutes and (?P<days>\d+) days",
+            N_("The waiting time must be a whole number of hours, at most %(days)s days."),
+        ),
+        (
+            r"no computer .* \(or it was revoked\)",
+            N_("This computer does not exist, was revoked, or is outside your part of the organisation."),
+        ),
+        (r"no group \d+", N_("This group does not exist or is outside your part of the organisation.")),
+        (
+            r"these computers are not all inside your part of the organisation",
+            N_("These computers are not all inside your part of the organisation."),
+        ),
+        (
+            r"a quarantined file lives on one computer: choose that computer alone",
+            N_("A quarantined file is on one computer: choose that computer alone."),
+        ),
+        (r"no quarantined file .*", N_("This file is not (or no longer) in the quarantine of that computer.")),
+        (r"this task was already cancelled", N_("This task was already cancelled.")),
+        (r"at most \d+ computers per task", N_("A task can reach at most 100,000 computers.")),
         (r"administrators only", N_("Only a province administrator can do this.")),
         (
             r"only an administrator can add a top-level unit",

@@ -114,50 +114,6 @@ DONE = {
     "removed": N_("The file was taken off the allow-list."),
 }
 
-# The policy service's messages (English, for the API) in plain words; as in ``i18n.explain``.
-_EXPLAINED: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(p), m)
-    for p, m in [
-        (r"no policy \d+", N_("This policy does not exist or is outside your part of the organisation.")),
-        (r"no group \d+", N_("This group does not exist or is outside your part of the organisation.")),
-        (
-            r"this policy belongs to a unit above yours: you may use it, not change it",
-            N_("This policy belongs to a unit above yours: you may use it, but not change it."),
-        ),
-        (
-            r"this policy is in use by (?P<units>\d+) units and (?P<groups>\d+) groups; assign them another first",
-            N_(
-                "This policy is still used by %(units)s units and %(groups)s groups. Give them another policy "
-                "first, then delete it."
-            ),
-        ),
-        (
-            r"a policy named '(?P<name>.*)' in this unit already exists",
-            N_("The unit already has a policy named “%(name)s”."),
-        ),
-        (
-            r"a group named '(?P<name>.*)' in this unit already exists",
-            N_("The unit already has a group named “%(name)s”."),
-        ),
-        (
-            r"some computers of this group are outside the new unit; take them out first",
-            N_("Some computers of this group are not in the new unit. Take them out of the group first."),
-        ),
-        (
-            r"a computer can only join a group of its own unit or of a unit above it",
-            N_("A computer can only join a group of its own unit or of a unit above it."),
-        ),
-        (
-            r"only a province administrator may allow a file on every computer",
-            N_("Only a province administrator can allow a file on every computer."),
-        ),
-        (
-            r"only a whole file with a known SHA-256 can be allowed \(not a part of an archive\)",
-            N_("Only a whole file whose SHA-256 is known can be allowed (not a file inside an archive)."),
-        ),
-        (r"(?P<sha>[0-9a-f]{64}) is not on the allow-list", N_("This file is not on the allow-list.")),
-    ]
-]
 # Pydantic's words about one setting, in plain words.
 _PROBLEMS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(p), m)
@@ -179,11 +135,8 @@ _PROBLEM = re.compile(r"(?P<loc>[\w.]+): (?P<msg>.*)", re.DOTALL)
 
 
 def explain(message: str, _: i18n.Gettext) -> str | None:
-    """A policy service message in plain words, or ``None`` when it is not one of them."""
-    for pattern, translated in _EXPLAINED:
-        found = pattern.fullmatch(message)
-        if found:
-            return _(translated) % found.groupdict()
+    """An invalid policy's problems in plain words, or ``None`` when the message is not about one (the other
+    messages of the policy service are in ``i18n.explain``)."""
     if _INVALID.fullmatch(message):
         return invalid_policy(message, _, [])[0]
     return None

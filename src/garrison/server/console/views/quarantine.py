@@ -22,7 +22,6 @@ from garrison.server.console.views.tasks import (
     PAGE_SIZE,
     csv_bytes,
     csv_response,
-    explain,
     go,
     labels,
     quarantine_state_text,
@@ -160,5 +159,5 @@ def act(
             service.Target(agent_ids=(agent_id,)),
         )
     except ServerError as refused:
-        raise BadRequest(explain(refused, gettext(request))) from None
+        raise BadRequest(i18n.explain_error(refused, gettext(request))) from None
     return go(request, f"/tasks/{task.id}?done=created")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,60 +96,6 @@ RESULT_LABELS = {
     "engine_version": N_("engine"),
 }
 # The tasks service's messages and what the console says instead (the general ones are in ``i18n``).
-_EXPLAINED: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(p), m)
-    for p, m in [
-        (
-            r"a scan takes a list of paths.*",
-            N_("Enter the folders or files to scan, one per line, or leave the box empty."),
-        ),
-        (r"a scan takes at most 256 paths", N_("A scan takes at most 256 folders or files.")),
-        (
-            r"collecting a file needs either its path on the computer or its quarantine id",
-            N_("Enter the full path of the file to collect, as it is on the computer."),
-        ),
-        (
-            r"restoring or deleting a quarantined file needs the file's quarantine id",
-            N_("This file is not known to be in quarantine."),
-        ),
-        (
-            r"no computer to run it: the unit or group has no enrolled computer",
-            N_("There is no computer to run it: the unit or group has no enrolled computer."),
-        ),
-        (
-            r"say which computers: a unit, a group or a list of computers",
-            N_("Choose the computers: a unit, a group or one computer."),
-        ),
-        (
-            r"a task waits for computers between .*",
-            N_("The waiting time must be a whole number of hours from 1 to %(hours)s."),
-        ),
-        (
-            r"no computer .* \(or it was revoked\)",
-            N_("This computer does not exist, was revoked, or is outside your part of the organisation."),
-        ),
-        (r"no group \d+", N_("This group does not exist or is outside your part of the organisation.")),
-        (
-            r"these computers are not all inside your part of the organisation",
-            N_("These computers are not all inside your part of the organisation."),
-        ),
-        (
-            r"a quarantined file lives on one computer: choose that computer alone",
-            N_("A quarantined file is on one computer: choose that computer alone."),
-        ),
-        (r"no quarantined file .*", N_("This file is not (or no longer) in the quarantine of that computer.")),
-        (r"this task was already cancelled", N_("This task was already cancelled.")),
-        (r"at most \d+ computers per task", N_("A task can reach at most 100,000 computers.")),
-    ]
-]
-
-
-def explain(error: ServerError, _: i18n.Gettext) -> str:
-    """A tasks service's refusal in plain words of the reader's language."""
-    for pattern, translated in _EXPLAINED:
-        if pattern.fullmatch(error.message):
-            return _(translated) % {"hours": MAX_HOURS}
-    return i18n.explain_error(error, _)
 
 
 def kind_text(code: str, _: i18n.Gettext) -> str:
@@ -433,7 +378,9 @@ def create_task(
         )
     except ServerError as refused:
         session.rollback()
-        return _form_page(request, session, viewer, values, error=explain(refused, _), status_code=refused.status)
+        return _form_page(
+            request, session, viewer, values, error=i18n.explain_error(refused, _), status_code=refused.status
+        )
     return redirect(f"/tasks/{task.id}?done=created")
 
 
@@ -558,7 +505,7 @@ def cancel(request: Request, task_id: int, session: ConsoleDb, viewer: WritingVi
     try:
         service.cancel(session, viewer.caller.scope, viewer.caller.actor, task_id)
     except ServerError as refused:
-        raise BadRequest(explain(refused, gettext(request))) from None
+        raise BadRequest(i18n.explain_error(refused, gettext(request))) from None
     return go(request, f"/tasks/{task_id}?done=cancelled")
 
 

@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, distinct, func, select
+from sqlalchemy import ColumnElement, Select, Table, distinct, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -28,19 +28,22 @@ def ingest(session: Session, agent: Agent, batch: EventBatch) -> BatchAck:
     """Store a batch of detections; ids already stored are skipped, so a retried batch changes nothing.
 
     The insert itself ignores conflicts, so two deliveries of the same batch racing each other cannot both
-    insert a row or fail on the primary key.
+    insert a row or fail on the primary key. It is one statement run with many parameter sets (the driver
+    pipelines them), on the table rather than through the ORM: building one 18-column VALUES clause per batch
+    cost about ten times the CPU (bench/fleet.py, docs/performance.md "Fleet").
     """
     if not batch.detections:
         return BatchAck(accepted=[])
     ids = [str(event.id) for event in batch.detections]
     known = set(session.scalars(select(Detection.id).where(Detection.id.in_(ids))))
+    received = utcnow()
     rows = [
         {
             "id": str(event.id),
             "agent_id": agent.id,
             "unit_id": agent.unit_id,
             "occurred_at": event.occurred_at,
-            "received_at": utcnow(),
+            "received_at": received,
             "path": event.path,
             "chain": event.chain,
             "name": event.name,
@@ -60,7 +63,8 @@ def ingest(session: Session, agent: Agent, batch: EventBatch) -> BatchAck:
     ]
     if rows:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert(Detection).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+        table = cast("Table", Detection.__table__)
+        session.execute(insert(table).on_conflict_do_nothing(index_elements=["id"]), rows)
     return BatchAck(accepted=[uuid.UUID(i) for i in dict.fromkeys(ids)], duplicates=len(ids) - len(rows))
 
 
@@ -107,10 +111,13 @@ def search(
     name: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    order: Sequence[ColumnElement[Any]] = (),
 ) -> Sequence[Detection]:
-    """Read-only: the detections in ``scope`` matching the filters (found in [since, until)), newest first."""
+    """Read-only: the detections in ``scope`` matching the filters (found in [since, until)), newest first unless
+    ``order`` (``ORDER BY`` clauses, such as the console's sortable columns) says otherwise."""
     query = _filtered(select(Detection), scope, triage, agent_id, since, until, name)
-    return session.scalars(query.order_by(Detection.occurred_at.desc()).limit(limit).offset(offset)).all()
+    query = query.order_by(*order) if order else query.order_by(Detection.occurred_at.desc())
+    return session.scalars(query.limit(limit).offset(offset)).all()
 
 
 def count(

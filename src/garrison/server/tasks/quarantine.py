@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -75,7 +75,10 @@ def search(
     agent_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    order: Sequence[ColumnElement[Any]] = (),
 ) -> tuple[list[tuple[QuarantinedFile, Agent]], int]:
+    """The quarantined files in ``scope`` with their computers, and how many there are; newest first unless
+    ``order`` (``ORDER BY`` clauses over both) says otherwise."""
     query = units.within(
         select(QuarantinedFile, Agent).join(Agent, Agent.id == QuarantinedFile.agent_id), scope, QuarantinedFile.unit_id
     )
@@ -84,7 +87,10 @@ def search(
     if agent_id is not None:
         query = query.where(QuarantinedFile.agent_id == agent_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.execute(
-        query.order_by(QuarantinedFile.quarantined_at.desc(), QuarantinedFile.item_id).limit(limit).offset(offset)
-    ).all()
+    query = (
+        query.order_by(*order)
+        if order
+        else query.order_by(QuarantinedFile.quarantined_at.desc(), QuarantinedFile.item_id)
+    )
+    page = session.execute(query.limit(limit).offset(offset)).all()
     return [(item, agent) for item, agent in page], total

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from garrison.protocol.tasks import RunStatus, TaskKind, TaskOrder, TaskResult
@@ -245,14 +245,22 @@ def _visible(scope: Scope) -> Any:
 
 
 def list_tasks(
-    session: Session, scope: Scope, *, kind: TaskKind | None = None, limit: int = 50, offset: int = 0
+    session: Session,
+    scope: Scope,
+    *,
+    kind: TaskKind | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    order: Sequence[ColumnElement[Any]] = (),
 ) -> tuple[list[TaskSummary], int]:
+    """The tasks in ``scope`` (of one kind), newest first unless ``order`` (``ORDER BY`` clauses) says otherwise."""
     _expire(session)
     query = _visible(scope)
     if kind is not None:
         query = query.where(Task.kind == kind)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    tasks = list(session.scalars(query.order_by(Task.id.desc()).limit(limit).offset(offset)))
+    query = query.order_by(*order) if order else query.order_by(Task.id.desc())
+    tasks = list(session.scalars(query.limit(limit).offset(offset)))
     counts: dict[int, dict[str, int]] = {t.id: {} for t in tasks}
     if tasks:
         rows = session.execute(

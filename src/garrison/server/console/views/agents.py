@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from sqlalchemy.orm import Session
 
 from garrison.server.agents import service
 from garrison.server.agents.models import Agent
 from garrison.server.auth.scope import Scope
-from garrison.server.console import i18n
+from garrison.server.console import i18n, sorting
 from garrison.server.console.i18n import N_
 from garrison.server.console.views.audit import _cell
 from garrison.server.console.views.units import tree_rows
@@ -143,6 +143,29 @@ def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters
     return rows
 
 
+def _moment(value: datetime | None) -> tuple[bool, Any]:
+    """A sort key for a time, "never" before the oldest one."""
+    return sorting.nullable(service.aware(value) if value is not None else None)
+
+
+#: The sortable columns (``sort``), sorted here since the states are computed here: by name by default.
+SORTABLE = sorting.Sortable(
+    ("name", "state", "unit", "signatures", "seen"), "name", descending_first=frozenset({"signatures", "seen"})
+)
+_SORT_KEYS: dict[str, Callable[[Shown], Any]] = {
+    "name": lambda row: sorting.text(row.agent.hostname),
+    "state": lambda row: STATES.index(row.state) if row.state in STATES else len(STATES),
+    "unit": lambda row: sorting.text(row.unit_name),
+    "signatures": lambda row: _moment(row.agent.signature_date),
+    "seen": lambda row: _moment(row.agent.last_seen_at),
+}
+
+
+def sort_agents(rows: list[Shown], sort: sorting.Sort) -> list[Shown]:
+    """The rows in the order asked for; then by name (and id, for computers of the same name)."""
+    return sorting.sort_rows(rows, sort, _SORT_KEYS, lambda row: (sorting.text(row.agent.hostname), row.agent.id))
+
+
 def _filters(state: str, unit: str, signatures: str, protected: str, needs: str = "") -> Filters:
     return Filters(
         state if state in STATES or state == ACTIVE else "",
@@ -165,12 +188,16 @@ def list_page(
     protected: str = "",
     needs: str = "",
     done: str = "",
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(state, unit, signatures, protected, needs)
+    order = SORTABLE.parse(sort, direction)
     context = {
-        "agents": shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters),
+        "agents": sort_agents(shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters), order),
         "filters": filters,
+        "sort": order,
         "states": STATES,
         "units": tree_rows(units.subtree(session, viewer.caller.scope)),
         "signature_ages": SIGNATURE_AGES,
@@ -192,15 +219,18 @@ def export(
     signatures: str = "",
     protected: str = "",
     needs: str = "",
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(state, unit, signatures, protected, needs)
+    rows = shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters)
     buffer = io.StringIO()
     buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
     writer = csv.writer(buffer)
     header = [_("Computer"), _("Unit"), _("State"), _("Since"), _("Operating system"), _("Agent version")]
     writer.writerow([*header, _("Signatures of"), _("Real-time protection"), _("Last seen"), _("Address"), "ID"])
-    for row in shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters)[:MAX_EXPORT]:
+    for row in sort_agents(rows, SORTABLE.parse(sort, direction))[:MAX_EXPORT]:
         agent = row.agent
         values = [
             agent.hostname,

@@ -13,16 +13,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
-from fastapi import Request, Response
-from sqlalchemy import Select, func, select
+from fastapi import Query, Request, Response
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from garrison.server.audit.models import AuditEvent
 from garrison.server.auth.scope import Scope
-from garrison.server.console import i18n
+from garrison.server.console import i18n, sorting
 from garrison.server.console.i18n import N_
 from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, gettext, render
 from garrison.server.units.service import subtree, within
@@ -31,6 +31,20 @@ router = console_router()
 
 PAGE_SIZE = 50
 MAX_EXPORT = 100_000
+#: The sortable columns (``sort``): newest first by default; the action (by its code, which groups the actions
+#: of one kind: ``auth.…``, ``units.…``), who did it.
+SORTABLE = sorting.Sortable(
+    ("time", "action", "who"), "time", default_descending=True, descending_first=frozenset({"time"})
+)
+_SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
+    "time": [AuditEvent.at],
+    "action": [AuditEvent.action],
+    "who": [AuditEvent.actor_name],
+}
+
+
+def order_of(sort: sorting.Sort) -> list[ColumnElement[Any]]:
+    return sorting.order_by(sort, _SORT_COLUMNS, [AuditEvent.id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +82,18 @@ def _where(query: Select[Any], scope: Scope, filters: Filters) -> Select[Any]:
     return query
 
 
-def events(session: Session, scope: Scope, filters: Filters, *, limit: int, offset: int = 0) -> Sequence[AuditEvent]:
-    query = _where(select(AuditEvent), scope, filters).order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
-    return session.scalars(query).all()
+def events(
+    session: Session,
+    scope: Scope,
+    filters: Filters,
+    *,
+    limit: int,
+    offset: int = 0,
+    order: Sequence[ColumnElement[Any]] = (),
+) -> Sequence[AuditEvent]:
+    """The events of ``scope`` matching ``filters``, newest first unless ``order`` says otherwise."""
+    query = _where(select(AuditEvent), scope, filters).order_by(*(order or [AuditEvent.id.desc()]))
+    return session.scalars(query.limit(limit).offset(offset)).all()
 
 
 def count(session: Session, scope: Scope, filters: Filters) -> int:
@@ -153,15 +176,20 @@ def audit_log(
     since: str = "",
     until: str = "",
     page: int = 1,
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     filters = _filters(action, since, until)
+    order = SORTABLE.parse(sort, direction)
     total = count(session, viewer.caller.scope, filters)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
-    shown = events(session, viewer.caller.scope, filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    offset = (page - 1) * PAGE_SIZE
+    shown = events(session, viewer.caller.scope, filters, limit=PAGE_SIZE, offset=offset, order=order_of(order))
     context = {
         "events": shown,
         "filters": filters,
+        "sort": order,
         "actions": actions(session, viewer.caller.scope),
         "total": total,
         "page": page,
@@ -182,16 +210,24 @@ def _cell(value: object) -> str:
 
 @router.get("/audit.csv")
 def audit_csv(
-    request: Request, session: ConsoleDb, viewer: CurrentViewer, action: str = "", since: str = "", until: str = ""
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    action: str = "",
+    since: str = "",
+    until: str = "",
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(action, since, until)
+    order = order_of(SORTABLE.parse(sort, direction))
     buffer = io.StringIO()
     buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
     writer = csv.writer(buffer)
     writer.writerow([_("Time"), _("Who"), _("What"), _("Action code"), _("About"), _("From address"), _("Details")])
     describe = describer(session, viewer.caller.scope, _)
-    for event in events(session, viewer.caller.scope, filters, limit=MAX_EXPORT):
+    for event in events(session, viewer.caller.scope, filters, limit=MAX_EXPORT, order=order):
         label = i18n.label(i18n.ACTION_LABELS, event.action, _)
         row = [i18n.moment(event.at), event.actor_name, label, event.action, target_of(event), event.address]
         writer.writerow([_cell(v) for v in [*row, describe(event)]])

@@ -17,11 +17,11 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Form, Query, Request, Response
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
 from garrison.server.agents.models import Agent
-from garrison.server.console import i18n
+from garrison.server.console import i18n, sorting
 from garrison.server.console.views.audit import _cell
 from garrison.server.console.views.quarantine import of_detection
 from garrison.server.console.views.tasks import labels as task_labels
@@ -46,6 +46,21 @@ PAGE_SIZE = 50
 MAX_EXPORT = 100_000
 #: The "found in the last … days" filters offered (the overview links to 30).
 AGES = (1, 7, 30, 90)
+#: The sortable columns (``sort``): newest first by default; the threat's name, the computer, the review.
+SORTABLE = sorting.Sortable(
+    ("time", "name", "computer", "triage"), "time", default_descending=True, descending_first=frozenset({"time"})
+)
+_SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
+    "time": [Detection.occurred_at],
+    "name": [Detection.name],
+    "computer": [select(Agent.hostname).where(Agent.id == Detection.agent_id).scalar_subquery()],
+    # In the order of the review: to review, resolved, false alarm.
+    "triage": [case({t: i for i, t in enumerate(Triage)}, value=Detection.triage, else_=len(Triage))],
+}
+
+
+def order_of(sort: sorting.Sort) -> list[ColumnElement[Any]]:
+    return sorting.order_by(sort, _SORT_COLUMNS, [Detection.id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,20 +143,25 @@ def list_page(
     name: str = "",
     page: int = 1,
     done: str = "",
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(triage, days, first_day, last_day, name)
+    order = SORTABLE.parse(sort, direction)
     scope = viewer.caller.scope
     total = service.count(session, scope, **filters.search())
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
-    shown = service.search(session, scope, **filters.search(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    offset = (page - 1) * PAGE_SIZE
+    shown = service.search(session, scope, **filters.search(), limit=PAGE_SIZE, offset=offset, order=order_of(order))
     hosts, names = _places(session, shown)
     context = {
         "detections": shown,
         "hosts": hosts,
         "unit_names": names,
         "filters": filters,
+        "sort": order,
         "triages": [t.value for t in Triage],
         "ages": AGES,
         "total": total,
@@ -162,10 +182,13 @@ def export(
     first_day: Annotated[str, Query(alias="from")] = "",
     last_day: Annotated[str, Query(alias="to")] = "",
     name: str = "",
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(triage, days, first_day, last_day, name)
-    rows = service.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT)
+    order = order_of(SORTABLE.parse(sort, direction))
+    rows = service.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT, order=order)
     hosts, names = _places(session, rows)
     buffer = io.StringIO()
     buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8

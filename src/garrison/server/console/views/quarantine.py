@@ -7,16 +7,17 @@ the scope and writes the audit log).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Request, Response
-from sqlalchemy import select
+from fastapi import Query, Request, Response
+from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
 from garrison.protocol.tasks import QuarantineState, TaskKind
+from garrison.server.agents.models import Agent
 from garrison.server.auth.scope import Scope
-from garrison.server.console import i18n
+from garrison.server.console import i18n, sorting
 from garrison.server.console.views.tasks import (
     MAX_EXPORT,
     PAGE_SIZE,
@@ -46,6 +47,27 @@ router = console_router()
 ALL = "all"
 #: The buttons of a quarantined file and the task each one makes.
 ACTIONS = {"restore": TaskKind.RESTORE, "delete": TaskKind.DELETE, "collect": TaskKind.COLLECT}
+#: The sortable columns (``sort``): newest first by default; the computer, the threat, the size, the state.
+SORTABLE = sorting.Sortable(
+    ("quarantined", "computer", "name", "size", "state"),
+    "quarantined",
+    default_descending=True,
+    descending_first=frozenset({"quarantined", "size"}),
+)
+_SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
+    "quarantined": [QuarantinedFile.quarantined_at],
+    "computer": [Agent.hostname],
+    "name": [QuarantinedFile.name],
+    "size": [QuarantinedFile.size],
+    # In the order of a file's life: in quarantine, restored, deleted.
+    "state": [
+        case({s: i for i, s in enumerate(QuarantineState)}, value=QuarantinedFile.state, else_=len(QuarantineState))
+    ],
+}
+
+
+def order_of(sort: sorting.Sort) -> list[ColumnElement[Any]]:
+    return sorting.order_by(sort, _SORT_COLUMNS, [QuarantinedFile.agent_id, QuarantinedFile.item_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +100,31 @@ def of_detection(session: Session, scope: Scope, detection_id: str) -> Quarantin
 
 @router.get("/quarantine")
 def list_page(
-    request: Request, session: ConsoleDb, viewer: CurrentViewer, state: str = "", agent: str = "", page: int = 1
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    state: str = "",
+    agent: str = "",
+    page: int = 1,
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     filters = _filters(state, agent)
+    order = SORTABLE.parse(sort, direction)
     scope = viewer.caller.scope
     page = max(1, page)
-    shown, total = quarantine.search(session, scope, **filters.search(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+
+    def read(page: int) -> tuple[list[tuple[QuarantinedFile, Agent]], int]:
+        offset = (page - 1) * PAGE_SIZE
+        return quarantine.search(
+            session, scope, **filters.search(), limit=PAGE_SIZE, offset=offset, order=order_of(order)
+        )
+
+    shown, total = read(page)
     pages = max(1, -(-total // PAGE_SIZE))
     if page > pages:
         page = pages
-        shown, total = quarantine.search(
-            session, scope, **filters.search(), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-        )
+        shown, total = read(page)
     host = ""
     if filters.agent:
         host = next((a.hostname for _item, a in shown), "") or filters.agent
@@ -97,6 +132,7 @@ def list_page(
         "files": shown,
         "unit_names": unit_names(session, (item.unit_id for item, _agent in shown)),
         "filters": filters,
+        "sort": order,
         "states": [s.value for s in QuarantineState],
         "all": ALL,
         "host": host,
@@ -109,10 +145,19 @@ def list_page(
 
 
 @router.get("/quarantine.csv")
-def export(request: Request, session: ConsoleDb, viewer: CurrentViewer, state: str = "", agent: str = "") -> Response:
+def export(
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    state: str = "",
+    agent: str = "",
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
+) -> Response:
     _ = gettext(request)
     filters = _filters(state, agent)
-    found, _total = quarantine.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT)
+    order = order_of(SORTABLE.parse(sort, direction))
+    found, _total = quarantine.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT, order=order)
     names = unit_names(session, (item.unit_id for item, _agent in found))
     header = [_("Computer"), _("Unit"), _("File"), _("Threat"), "SHA-256", _("Size (bytes)"), _("Quarantined")]
     header += [_("State"), _("Since"), _("Computer ID"), _("Quarantine ID")]

@@ -17,14 +17,14 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form, Request, Response
-from sqlalchemy import select
+from fastapi import Form, Query, Request, Response
+from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
 from garrison.protocol.tasks import QuarantineState, TaskKind
 from garrison.server.agents import service as agents
 from garrison.server.agents.models import Agent
-from garrison.server.console import i18n
+from garrison.server.console import i18n, sorting
 from garrison.server.console.i18n import N_
 from garrison.server.console.views.audit import _cell
 from garrison.server.console.views.units import tree_rows
@@ -208,21 +208,54 @@ def _kind(value: str) -> TaskKind | None:
     return TaskKind(value) if value in {k.value for k in TaskKind} else None
 
 
+#: The sortable columns of the list (``sort``): newest first by default; the kind (in the form's order), the end.
+SORTABLE = sorting.Sortable(
+    ("created", "kind", "expires"),
+    "created",
+    default_descending=True,
+    descending_first=frozenset({"created", "expires"}),
+)
+_SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
+    "created": [Task.created_at],
+    "kind": [case({k: i for i, k in enumerate(TaskKind)}, value=Task.kind, else_=len(TaskKind))],
+    "expires": [Task.expires_at],
+}
+
+
+def task_order(sort: sorting.Sort) -> list[ColumnElement[Any]]:
+    return sorting.order_by(sort, _SORT_COLUMNS, [Task.id])
+
+
 @router.get("/tasks")
-def list_page(request: Request, session: ConsoleDb, viewer: CurrentViewer, kind: str = "", page: int = 1) -> Response:
+def list_page(
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    kind: str = "",
+    page: int = 1,
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
+) -> Response:
     filters = ListFilters(_kind(kind))
+    order = SORTABLE.parse(sort, direction)
     scope = viewer.caller.scope
     page = max(1, page)
-    shown, total = service.list_tasks(session, scope, kind=filters.kind, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+
+    def read(page: int) -> tuple[list[service.TaskSummary], int]:
+        offset = (page - 1) * PAGE_SIZE
+        return service.list_tasks(
+            session, scope, kind=filters.kind, limit=PAGE_SIZE, offset=offset, order=task_order(order)
+        )
+
+    shown, total = read(page)
     pages = max(1, -(-total // PAGE_SIZE))
     if page > pages:
         page = pages
-        shown, total = service.list_tasks(
-            session, scope, kind=filters.kind, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-        )
+        shown, total = read(page)
     context = {
         "tasks": shown,
         "filters": filters,
+        "sort": order,
         "kinds": [k.value for k in TaskKind],
         "total": total,
         "page": page,
@@ -234,9 +267,17 @@ def list_page(request: Request, session: ConsoleDb, viewer: CurrentViewer, kind:
 
 
 @router.get("/tasks.csv")
-def export(request: Request, session: ConsoleDb, viewer: CurrentViewer, kind: str = "") -> Response:
+def export(
+    request: Request,
+    session: ConsoleDb,
+    viewer: CurrentViewer,
+    kind: str = "",
+    sort: str = "",
+    direction: Annotated[str, Query(alias="dir")] = "",
+) -> Response:
     _ = gettext(request)
-    found, _total = service.list_tasks(session, viewer.caller.scope, kind=_kind(kind), limit=MAX_EXPORT)
+    order = task_order(SORTABLE.parse(sort, direction))
+    found, _total = service.list_tasks(session, viewer.caller.scope, kind=_kind(kind), limit=MAX_EXPORT, order=order)
     header = [_("Task"), _("Computers"), _("Started by"), _("Started"), _("Valid until"), _("Cancelled")]
     header += [_("Done"), _("Failed"), _("Running"), _("Not run yet"), _("Total"), _("Comment"), "ID"]
     rows = [

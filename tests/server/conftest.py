@@ -65,6 +65,20 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield engine
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database of each kind of this test's own, for tests that commit from several threads."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+        migrate(engine)
+        yield engine
+        engine.dispose()
+    else:
+        for engine in _postgres_engine():
+            migrate(engine)
+            yield engine
+
+
 @pytest.fixture
 def database(engine: Engine) -> Iterator[Database]:
     """The database inside a transaction rolled back when the test ends."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from garrison.protocol.enrollment import EnrollRequest, EnrollResponse
@@ -88,9 +88,19 @@ def enroll(session: Session, request: EnrollRequest, address: str, heartbeat_sec
         raise Unauthorized("this enrollment token was revoked; ask for a new one")
     if aware(row.expires_at) < utcnow():
         raise Unauthorized("this enrollment token has expired; ask for a new one")
-    if row.max_uses is not None and row.uses >= row.max_uses:
+    # One atomic UPDATE counts the use and checks the limit: a read-modify-write would lose counts (and let a
+    # use-limited token be used too often) when agents enroll at the same moment.
+    counted = session.execute(
+        update(EnrollmentToken)
+        .where(
+            EnrollmentToken.id == row.id,
+            or_(EnrollmentToken.max_uses.is_(None), EnrollmentToken.uses < EnrollmentToken.max_uses),
+        )
+        .values(uses=EnrollmentToken.uses + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if counted.rowcount != 1:  # type: ignore[attr-defined]
         raise Unauthorized("this enrollment token has been used as many times as allowed")
-    row.uses += 1
     secret = new_token()
     agent = Agent(
         id=str(uuid.uuid4()),

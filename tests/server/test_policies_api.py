@@ -204,3 +204,25 @@ def test_a_false_positive_is_allowed_on_every_computer(client: TestClient, tree:
     assert client.delete(f"/api/v1/allowlist/{sha}", headers=headers).status_code == 204
     client.cookies.clear()
     assert _fetch(client, other)["allow_sha256"] == []
+
+
+def test_moving_a_unit_changes_the_policy_its_computers_get(client: TestClient, tree: dict[str, int]) -> None:
+    enrolled = enroll_agent(client, enrollment_token(client, tree["hospital"]))
+    headers = _admin(client)
+    education = _policy(client, headers, tree["education"], "Giáo dục", action="delete")
+    assert _assign(client, headers, tree["education"], education) == 204
+    client.cookies.clear()
+    before = _beat(client, enrolled)["policy_revision"]
+    assert _fetch(client, enrolled)["policy"]["action"] == "report"
+    headers = _admin(client)
+    moved = client.put(
+        f"/api/v1/units/{tree['hospital']}",
+        json={"name": "Bệnh viện", "kind": "unit", "parent_id": tree["education"]},
+        headers=headers,
+    )
+    assert moved.status_code == 200, moved.text
+    client.cookies.clear()
+    after = _beat(client, enrolled)["policy_revision"]
+    assert after != before
+    assert _fetch(client, enrolled)["revision"] == after
+    assert _fetch(client, enrolled)["policy"]["action"] == "delete"

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from garrison.server.agents.models import Agent
 from garrison.server.db import Database
 from garrison.server.settings import ServerSettings
 from garrison.server.tasks.models import Task
@@ -67,7 +68,7 @@ def _runs(client: TestClient, task_id: int, *states: str) -> dict[str, str]:
 
 
 def test_a_scan_task_reaches_every_computer_once_and_says_who_has_not_run_it(
-    client: TestClient, tree: dict[str, int]
+    client: TestClient, database: Database, tree: dict[str, int]
 ) -> None:
     token = enrollment_token(client, tree["health"])
     first = enroll_agent(client, token, "may-01")
@@ -94,6 +95,9 @@ def test_a_scan_task_reaches_every_computer_once_and_says_who_has_not_run_it(
     assert set(ack["accepted"]) == {running["id"], done["id"]}
     assert _report(client, first, task_results=[done, running])["accepted"]  # a retried batch changes nothing
     assert _orders(client, first) == []
+    with database.session() as session:  # nothing left for it: heartbeats stop looking
+        assert session.get(Agent, first["agent_id"]).open_tasks is False  # type: ignore[union-attr]
+        assert session.get(Agent, second["agent_id"]).open_tasks is True  # type: ignore[union-attr]
 
     headers = _admin(client, "yte.admin")
     assert _runs(client, task["id"]) == {first["agent_id"]: "done", second["agent_id"]: "queued"}

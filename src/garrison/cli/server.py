@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +19,12 @@ from garrison.server.db import Database, make_engine, migrate
 from garrison.server.errors import ServerError
 from garrison.server.operations.logging import LogFormat, configure_logging
 from garrison.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+#: How ``garrison server run --workers N`` tells its worker processes the log format (they are started afresh).
+_LOG_FORMAT_VARIABLE = "GARRISON_RUN_LOG_FORMAT"
 
 
 def _database(settings: ServerSettings) -> Database:
@@ -112,6 +120,14 @@ def fingerprint_command(tls_cert: str | None, tls_name: tuple[str, ...]) -> None
     show_default=True,
     help="Logs on standard error: one JSON object per line, or plain text.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port (uvicorn workers); each has its own connection pool and load "
+    "shedding budget. Several cores: about one per core.",
+)
 def run(
     host: str | None,
     port: int | None,
@@ -120,6 +136,7 @@ def run(
     tls_name: tuple[str, ...],
     insecure_http: bool,
     log_format: LogFormat,
+    workers: int,
 ) -> None:
     """Start the server over HTTPS. With no users yet, prints a one-time link that creates the first administrator."""
     import uvicorn  # noqa: PLC0415 - only this command needs the ASGI server
@@ -149,7 +166,10 @@ def run(
         files = _tls_files(settings, tls_name)
         cert_file, key_file = str(files.cert), str(files.key)
     database = _database(settings)
-    app = create_app(settings, database)
+    if workers > 1:
+        migrate(database.engine)  # once here; the workers start on a current schema
+    else:
+        app = create_app(settings, database)
     scheme = "http" if insecure_http else "https"
     url = f"{scheme}://{_url_host(settings.host)}:{settings.port}"
     if cert_file:
@@ -161,16 +181,31 @@ def run(
     if token:
         click.echo(f"No administrator yet. Create one at: {url}/setup?token={token}")
         click.echo("(or run: garrison server create-admin --username NAME)")
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=cert_file,
-        ssl_keyfile=key_file,
-        log_level="info",
-        log_config=None,  # keep the handlers configure_logging installed
-        access_log=False,  # the server writes its own access log, without query strings or headers
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "ssl_certfile": cert_file,
+        "ssl_keyfile": key_file,
+        "log_level": "info",
+        "log_config": None,  # keep the handlers configure_logging installed
+        "access_log": False,  # the server writes its own access log, without query strings or headers
+    }
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return
+    # Workers are fresh processes that import the application: they read the same GARRISON_* settings.
+    database.engine.dispose()
+    os.environ[_LOG_FORMAT_VARIABLE] = log_format
+    uvicorn.run("garrison.cli.server:worker_app", factory=True, workers=workers, **options)
+
+
+def worker_app() -> FastAPI:
+    """The application in one worker process of ``garrison server run --workers N`` (migrated by the parent)."""
+    from garrison.server.app import create_app  # noqa: PLC0415
+
+    log_format: LogFormat = "text" if os.environ.get(_LOG_FORMAT_VARIABLE) == "text" else "json"
+    configure_logging(log_format)
+    return create_app(ServerSettings(), run_migrations=False)
 
 
 def _url_host(host: str) -> str:

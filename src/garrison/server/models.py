@@ -4,7 +4,7 @@ from garrison.server.agents.models import Agent, EnrollmentToken
 from garrison.server.audit.models import AuditEvent
 from garrison.server.auth.models import ApiToken, ConsoleSession, LoginAttempt, Role, SetupToken, User
 from garrison.server.detections.models import Detection, Triage
-from garrison.server.policies.models import AgentGroup, AllowedFile, Policy, PolicyAssignment
+from garrison.server.policies.models import AgentGroup, AllowedFile, Policy, PolicyAssignment, PolicyState
 from garrison.server.tasks.models import QuarantinedFile, Sample, Task, TaskRun
 from garrison.server.units.models import Unit, UnitKind
 
@@ -20,6 +20,7 @@ __all__ = [
     "LoginAttempt",
     "Policy",
     "PolicyAssignment",
+    "PolicyState",
     "QuarantinedFile",
     "Role",
     "Sample",

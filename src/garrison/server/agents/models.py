@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.db import Base, utcnow
@@ -53,3 +53,5 @@ class Agent(Base):
     # The policy it last said it applies, and the heartbeat interval it was last given.
     policy_revision: Mapped[str] = mapped_column(String(64), default="", server_default="")
     heartbeat_seconds: Mapped[float | None] = mapped_column(Float)
+    # Whether a task may wait for it: heartbeats look for tasks only then (most agents, most of the time, have none).
+    open_tasks: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.db import Base, utcnow
@@ -69,3 +69,16 @@ class AllowedFile(Base):
     detection_name: Mapped[str | None] = mapped_column(String(255))
     added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PolicyState(Base):
+    """One row: a number that every change able to change some computer's policy document (a policy's settings,
+    an assignment, a group's policy, the allow-list) replaces with a new random one. Server processes cache
+    revisions by it, so a heartbeat costs one small query instead of reading every layer. Random rather than
+    counted: a database restored from a backup (or a rolled-back transaction) brings back a number that still
+    stands for exactly that state, so no process can answer from a cache of another state."""
+
+    __tablename__ = "policy_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,14 @@ from garrison.server.db import utcnow
 from garrison.server.detections import service as detections
 from garrison.server.detections.models import Triage
 from garrison.server.errors import BadRequest, Conflict, Forbidden, NotFound
-from garrison.server.policies.models import AgentGroup, AllowedFile, Policy, PolicyAssignment
+from garrison.server.policies.models import AgentGroup, AllowedFile, Policy, PolicyAssignment, PolicyState
 from garrison.server.units import service as units
 from garrison.server.units.models import Unit
+
+
+def changed(session: Session) -> None:
+    """Say that some computer's policy document may have changed (see :class:`PolicyState`)."""
+    session.execute(update(PolicyState).where(PolicyState.id == 1).values(generation=secrets.randbits(62)))
 
 
 def _writable(scope: Scope) -> None:
@@ -155,6 +161,7 @@ def update_policy(
     policy.settings = layer_of(settings)
     policy.version += 1
     policy.updated_at = utcnow()
+    changed(session)
     _flush_unique(session, f"a policy named {name!r} in this unit")
     record(
         session,
@@ -198,6 +205,7 @@ def assign(session: Session, scope: Scope, actor: Actor, unit_id: int, policy_id
         if current is not None:
             session.delete(current)
             session.flush()
+            changed(session)
             record(session, actor, "policy.unassign", "unit", unit.id, unit_id=unit.id, policy_id=current.policy_id)
         return
     policy = get_policy(session, scope, policy_id)
@@ -208,6 +216,7 @@ def assign(session: Session, scope: Scope, actor: Actor, unit_id: int, policy_id
         current.assigned_by = actor.user_id
         current.assigned_at = utcnow()
     session.flush()
+    changed(session)
     record(session, actor, "policy.assign", "unit", unit.id, unit_id=unit.id, policy_id=policy.id, policy=policy.name)
 
 
@@ -254,6 +263,7 @@ def save_group(
         group.unit_id, group.name, group.description, group.policy_id = unit.id, name, description, policy_id
         action = "group.update"
     _flush_unique(session, f"a group named {name!r} in this unit")
+    changed(session)
     record(session, actor, action, "group", group.id, unit_id=unit.id, name=name, policy_id=policy_id)
     return group
 
@@ -262,6 +272,7 @@ def delete_group(session: Session, scope: Scope, actor: Actor, group_id: int) ->
     _writable(scope)
     group = get_group(session, scope, group_id)
     session.execute(update(Agent).where(Agent.group_id == group.id).values(group_id=None))
+    changed(session)
     record(session, actor, "group.delete", "group", group.id, unit_id=group.unit_id, name=group.name)
     session.delete(group)
     session.flush()
@@ -359,14 +370,30 @@ def document_for(session: Session, agent: Agent) -> PolicyDocument:
     )
 
 
+#: ``(unit path, group, generation, default interval)`` → ``(revision, interval)``, per server process.
+_TERMS: dict[tuple[str, int | None, int, float], tuple[str, float]] = {}
+_TERMS_MAX = 50_000
+
+
 def heartbeat_terms(session: Session, agent: Agent, default_interval: float) -> tuple[str, float]:
-    """The revision :func:`document_for` would give (without reading the allow-list), and the heartbeat interval:
-    the policy's when a layer sets it, else the server's default."""
-    layers = layers_for(session, _unit_path(session, agent.unit_id), agent.group_id)
-    policy = merge([layer.policy.settings for layer in layers])
-    enforced = sorted({key for layer in layers for key in layer.policy.settings})
-    interval = float(policy.heartbeat_seconds) if "heartbeat_seconds" in enforced else default_interval
-    return _revision(policy, enforced, _allow_stamp(session)), interval
+    """The revision :func:`document_for` would give, and the heartbeat interval (the policy's when a layer sets
+    it, else the server's default). One small query when nothing changed since this process last worked it out
+    for a computer of the same unit and group: the cache is keyed by :class:`PolicyState`'s generation, which every
+    change raises, so several server processes never answer from a stale cache."""
+    current = select(PolicyState.generation).where(PolicyState.id == 1).scalar_subquery()
+    path, generation = session.execute(select(Unit.path, current).where(Unit.id == agent.unit_id)).one()
+    key = (path, agent.group_id, generation, default_interval)
+    terms = _TERMS.get(key)
+    if terms is None:
+        layers = layers_for(session, path, agent.group_id)
+        policy = merge([layer.policy.settings for layer in layers])
+        enforced = sorted({key for layer in layers for key in layer.policy.settings})
+        interval = float(policy.heartbeat_seconds) if "heartbeat_seconds" in enforced else default_interval
+        terms = (_revision(policy, enforced, _allow_stamp(session)), interval)
+        if len(_TERMS) >= _TERMS_MAX:
+            _TERMS.clear()
+        _TERMS[key] = terms
+    return terms
 
 
 # -- the allow-list -------------------------------------------------------------------------------------------
@@ -388,6 +415,7 @@ def allow_file(
     row = AllowedFile(sha256=sha256, reason=reason, detection_name=detection_name, added_by=actor.user_id)
     session.add(row)
     session.flush()
+    changed(session)
     record(session, actor, "allowlist.add", "file", sha256, reason=reason, detection=detection_name)
     return row
 
@@ -411,6 +439,7 @@ def disallow_file(session: Session, scope: Scope, actor: Actor, sha256: str) -> 
         raise NotFound(f"{sha256} is not on the allow-list")
     session.delete(row)
     session.flush()
+    changed(session)
     record(session, actor, "allowlist.remove", "file", row.sha256)
 
 

@@ -155,6 +155,10 @@ def create_task(
     session.flush()
     session.add_all(TaskRun(task_id=task.id, agent_id=agent.id, state=RunState.QUEUED) for agent in agents)
     session.flush()
+    targets = select(TaskRun.agent_id).where(TaskRun.task_id == task.id)
+    session.execute(
+        update(Agent).where(Agent.id.in_(targets)).values(open_tasks=True).execution_options(synchronize_session=False)
+    )
     record(
         session,
         actor,
@@ -182,7 +186,14 @@ def _expire(session: Session, *conditions: Any) -> None:
 
 def orders_for(session: Session, agent: Agent) -> list[TaskOrder]:
     """The tasks ``agent`` has to run: queued ones (now marked sent) and sent ones without a final answer (sent
-    again: the agent runs each task once, whatever it is given twice)."""
+    again: the agent runs each task once, whatever it is given twice).
+
+    Only agents flagged ``open_tasks`` (set when a task is created for them) are looked up; the flag is cleared
+    when nothing is left to hand out. The heartbeat has already updated the agent's row, which it keeps locked
+    until commit, so a task created meanwhile sets the flag after this clears it, never before.
+    """
+    if not agent.open_tasks:
+        return []
     now = utcnow()
     rows = session.execute(
         select(TaskRun, Task)
@@ -199,6 +210,8 @@ def orders_for(session: Session, agent: Agent) -> list[TaskOrder]:
         if run.state == RunState.QUEUED:
             run.state, run.sent_at, run.updated_at = RunState.SENT, now, now
         orders.append(TaskOrder(id=task.id, kind=task.kind, params=task.params, expires_at=aware(task.expires_at)))
+    if not orders and len(rows) < 50:
+        agent.open_tasks = False
     return orders
 
 

@@ -79,3 +79,11 @@ def test_config_option_and_errors_in_words(tmp_path: Path) -> None:
     answer = _garrison("agent", "--config", str(tmp_path / "nope.toml"), "status")
     assert answer.returncode == 2  # click says the option's file does not exist
     assert "does not exist" in answer.stderr
+
+
+def test_server_config_option(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    answer = _garrison("server", "--config", str(config), "migrate")
+    assert answer.returncode == 0, answer.stderr
+    assert (tmp_path / "data" / "garrison.db").exists()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from garrison.cli.options import config_option
 from garrison.server import tls
 from garrison.server.audit.service import Actor
 from garrison.server.auth import service as auth
@@ -32,8 +33,10 @@ def _database(settings: ServerSettings) -> Database:
 
 
 @click.group()
+@config_option("GARRISON_CONFIG", "/etc/garrison/server.toml")
 def server() -> None:
-    """The central management server (settings from GARRISON_* variables, e.g. GARRISON_DATABASE_URL)."""
+    """The central management server (settings from GARRISON_* variables, e.g. GARRISON_DATABASE_URL, or a TOML
+    file)."""
 
 
 @server.command("migrate")

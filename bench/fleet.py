@@ -16,11 +16,13 @@ What it does:
    API, creates a unit and an enrollment token.
 2. Enrolls ``--agents`` agents through ``POST /api/v1/agent/enroll``, concurrently.
 3. Heartbeats for ``--duration`` seconds: every simulated agent (an asyncio task; all share one ``httpx2.AsyncClient``
-   whose pool holds ``--connections`` connections) fetches its policy (``GET /api/v1/agent/policy``) when it starts,
-   then sends heartbeats with a realistic inventory, the first at a random moment of the interval (so that load is
-   spread as in a real fleet) and then after the ``next_seconds`` the server answers. It fetches the policy again
-   when the heartbeat's ``policy_revision`` differs from the one it has, and counts the ``tasks`` it is given. A
-   server without the policy endpoint (404) or those fields is tolerated: "policy endpoint not available".
+   whose pool holds ``--connections`` connections) holds its policy (``GET /api/v1/agent/policy``, fetched right
+   after enrolling, as a running agent has it saved; with ``--fresh-fleet`` it fetches it when its heartbeats
+   start instead, the start-up storm of a fleet enrolled at once), then sends heartbeats with a realistic
+   inventory, the first at a random moment of the interval (so that load is spread as in a real fleet) and then
+   after the ``next_seconds`` the server answers. It fetches the policy again when the heartbeat's
+   ``policy_revision`` differs from the one it has, and counts the ``tasks`` it is given. A server without the
+   policy endpoint (404) or those fields is tolerated: "policy endpoint not available".
    With ``--ramp`` the fleet grows step by step (1k, 2.5k, 5k, 10k, 15k, ...; ``--step-seconds`` each) until the
    heartbeat p99 reaches 250 ms or errors appear.
 4. Detection bursts for ``--event-seconds``: ``--event-senders`` agents at once each send batches of ``--batch``
@@ -470,6 +472,11 @@ class Fleet:
                         phase.ok("enroll", time.perf_counter() - started)
                         identity = answer.json()
                         agent.agent_id, agent.secret = identity["agent_id"], identity["secret"]
+                        if not self.args.fresh_fleet:
+                            # A running fleet: each agent already holds its policy (saved on disk by a real agent)
+                            # when the measured heartbeats begin.
+                            agent.started = True
+                            await self.fetch_policy(agent, phase)
                         return
                     phase.error("enroll", f"HTTP {answer.status_code}")
                 await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
@@ -512,8 +519,9 @@ class Fleet:
             wait = self.args.interval
             started = time.perf_counter()
             try:
+                inventory = {**agent.inventory(), "policy_revision": agent.policy_revision or ""}
                 answer = await self.client.post(
-                    "/api/v1/agent/heartbeat", json={"inventory": agent.inventory()}, headers=agent.headers
+                    "/api/v1/agent/heartbeat", json={"inventory": inventory}, headers=agent.headers
                 )
             except httpx2.HTTPError as exc:
                 phase.error("heartbeat", _reason(exc))
@@ -720,6 +728,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64, help="the client's connection pool")
     parser.add_argument("--enroll-concurrency", type=int, default=32, help="enrollments in flight at once")
     parser.add_argument("--http", action="store_true", help="plain HTTP (--insecure-http) instead of HTTPS")
+    parser.add_argument(
+        "--fresh-fleet",
+        action="store_true",
+        help="agents enrolled just now: each fetches its policy when its heartbeats start (the start-up storm); "
+        "default: a running fleet, each agent holding its policy (fetched during enrollment) before the heartbeats",
+    )
     parser.add_argument(
         "--fresh-connections",
         action="store_true",

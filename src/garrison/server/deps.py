@@ -50,7 +50,10 @@ def get_settings(request: Request) -> ServerSettings:
     return settings
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits when the endpoint returns, *before* the answer is sent. With FastAPI's
+# default ("request") the commit would come after the answer: an agent could be told its events are stored (and
+# delete them) before a commit that then fails, or use a credential before it exists.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 Settings = Annotated[ServerSettings, Depends(get_settings)]
 
 

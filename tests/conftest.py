@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import zipfile
 
 import pytest
@@ -21,3 +22,11 @@ def zip_bytes(members: dict[str, bytes], *, method: int = zipfile.ZIP_DEFLATED) 
 @pytest.fixture
 def eicar() -> bytes:
     return EICAR
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nobody listens on now (for the servers the tests start)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -47,6 +47,7 @@ from garrison.server import tls
 from garrison.server.app import create_app
 from garrison.server.db import Database, make_engine
 from garrison.server.settings import ServerSettings
+from tests.conftest import free_port as _free_port
 from tests.conftest import zip_bytes
 from tests.server.conftest import login, setup_admin
 
@@ -86,13 +87,6 @@ class Faults:
             headers.append((b"retry-after", retry_after.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class LiveServer:

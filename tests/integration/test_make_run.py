@@ -9,7 +9,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,17 +25,11 @@ from garrison.server.audit.models import AuditEvent
 from garrison.server.db import Database, make_engine
 from garrison.server.detections.models import Detection
 from garrison.server.units.models import Unit
+from tests.conftest import free_port as _free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_local.py"
 PIN = re.compile(r"SHA-256 ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})")
 WAIT = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Run:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from garrison.engine.eicar import EICAR
-from tests.integration.test_console_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, _free_port, _listening
+from tests.conftest import free_port as _free_port
+from tests.integration.test_console_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, _listening
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -24,41 +23,18 @@ from typing import Any
 import httpx2
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from garrison.server import tls
-from tests.server.conftest import PASSWORD, POSTGRES
+from tests.conftest import free_port as _free_port
+from tests.server.conftest import PASSWORD, postgres_database
 
 STARTUP_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (no schema: the servers migrate it), dropped at the end."""
-    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    name = f"garrison_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        message = f"PostgreSQL is not reachable at {POSTGRES}: {exc.orig}"
-        if os.environ.get("GARRISON_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from postgres_database()
 
 
 @dataclass

@@ -29,7 +29,9 @@ PASSWORD = "correct horse battery staple"
 POSTGRES = os.environ.get("GARRISON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
-def _postgres_engine() -> Iterator[Engine]:
+def postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards; a skip when PostgreSQL is unreachable (a
+    failure when ``GARRISON_REQUIRE_POSTGRES=1``, as in CI)."""
     admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
     name = f"garrison_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -41,14 +43,21 @@ def _postgres_engine() -> Iterator[Engine]:
         if os.environ.get("GARRISON_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    engine = make_engine(admin.url.set(database=name).render_as_string(hide_password=False))
     try:
-        yield engine
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
-        engine.dispose()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _postgres_engine() -> Iterator[Engine]:
+    for url in postgres_database():
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

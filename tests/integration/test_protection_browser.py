@@ -1,10 +1,11 @@
 """The whole protection loop as a person lives it, in Debian's headless Chromium against real processes.
 
-``garrison server run`` serves HTTPS with its own certificate (SQLite); in the console an administrator makes an
-enrollment token, and the enroll command the page shows is run as is; ``garrison agent run`` then protects a
-folder in real time. EICAR dropped into the folder is quarantined, the detection appears on the dashboard, and
-the administrator restores the file from the console's quarantine page: it comes back with the same bytes, and is
-not quarantined again. Screenshots go to ``GARRISON_SCREENSHOTS`` (or the test's temporary directory).
+``garrison server run`` serves HTTPS with its own certificate (on SQLite, then on PostgreSQL); in the console an
+administrator makes an enrollment token, and the enroll command the page shows is run as is; ``garrison agent
+run`` then protects a folder in real time. EICAR dropped into the folder is quarantined, the detection appears on
+the dashboard, and the administrator restores the file from the console's quarantine page: it comes back with the
+same bytes, and is not quarantined again. Screenshots go to ``GARRISON_SCREENSHOTS`` (or the test's temporary
+directory).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from garrison.engine.eicar import EICAR
 from tests.conftest import free_port as _free_port
 from tests.integration.test_console_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, _listening
+from tests.server.conftest import postgres_database
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"
@@ -57,14 +59,23 @@ class Process:
             self.process.wait()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The embedded default (SQLite in the data directory), and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield ""
+    else:
+        yield from postgres_database()
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str]]:
     """``garrison server run`` over HTTPS: its base URL and the setup link it printed. Agents report every 2 s."""
     port = _free_port()
     env = {
         **os.environ,
         "GARRISON_DATA_DIR": str(tmp_path / "data"),
-        "GARRISON_DATABASE_URL": "",
+        "GARRISON_DATABASE_URL": database_url,
         "GARRISON_PASSWORD_TIME_COST": "1",
         "GARRISON_PASSWORD_MEMORY_KIB": "1024",
         "GARRISON_HEARTBEAT_SECONDS": "2",

@@ -14,6 +14,7 @@ from garrison.server.console.views import (
     auth,
     detections,
     enrollment,
+    groups,
     home,
     policies,
     quarantine,
@@ -24,7 +25,7 @@ from garrison.server.console.views import (
 from garrison.server.console.web import STATIC
 
 router = APIRouter(include_in_schema=False)
-for _views in (auth, home, tasks, quarantine, agents, detections, policies, enrollment, units, users, audit):
+for _views in (auth, home, tasks, quarantine, agents, detections, policies, groups, enrollment, units, users, audit):
     router.include_router(_views.router)
 
 __all__ = ["STATIC", "router"]

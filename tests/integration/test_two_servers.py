@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,3 +216,37 @@ def test_two_processes_share_one_database(cluster: Cluster, database_url: str) -
 
     for process in (a, b):
         assert "Traceback" not in process.output(), process.output()
+
+
+def test_a_burst_of_enrollments_on_one_token_neither_hangs_nor_overuses_it(cluster: Cluster) -> None:
+    """64 agents enrolling at once with one token (its row locked by each in turn): every request answers, and a
+    10-use token is used exactly 10 times. With fewer endpoint threads than requests waiting for the lock, the
+    lock holder could not get a thread to finish and commit, and the server hung."""
+    created = subprocess.run(
+        [sys.executable, "-m", "garrison.cli", "server", "create-admin", "--username", "quantri", "--password-stdin"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env=cluster.env,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    with cluster.client(cluster.a, limits=httpx2.Limits(max_connections=64)) as client:
+        login = client.post("/api/v1/auth/login", json={"username": "quantri", "password": PASSWORD})
+        headers = {"X-CSRF-Token": login.json()["csrf_token"]}
+        unit = client.post("/api/v1/units", json={"name": "Tỉnh", "kind": "province"}, headers=headers).json()
+        tokens = {}
+        for name, uses in (("open", None), ("ten", 10)):
+            body = {"name": name, "unit_id": unit["id"], "max_uses": uses}
+            tokens[name] = client.post("/api/v1/enrollment-tokens", json=body, headers=headers).json()["token"]
+        client.cookies.clear()
+
+        def enroll(token: str, number: int) -> int:
+            body = {"token": token, "hostname": f"pc-{number:02}", "os": "Linux"}
+            return client.post("/api/v1/agent/enroll", json=body, timeout=60).status_code
+
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            opened = list(pool.map(lambda n: enroll(tokens["open"], n), range(64)))
+            limited = list(pool.map(lambda n: enroll(tokens["ten"], n), range(64)))
+    assert opened == [201] * 64
+    assert sorted(limited) == [201] * 10 + [401] * 54

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -40,10 +43,23 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     if run_migrations:
         migrate(database.engine)
     passwords.configure(settings.password_time_cost, settings.password_memory_kib)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Endpoints run in anyio's thread pool, and a sync endpoint's answer is serialised in it too, *after* the
+        # endpoint returned but *before* its transaction commits. Requests waiting for a row lock hold a thread
+        # each; if they took every thread, the lock holder could never get one to finish its answer and commit:
+        # the server would hang (64 agents enrolling at once did it with anyio's default of 40 threads). Agent
+        # requests in flight are capped by load shedding, so more threads than that cap, with room for people,
+        # keep a thread free for the holder.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.agent_max_inflight + 64
+        yield
+
     app = FastAPI(
         title="Garrison",
         version=__version__,
         description="Central management of Garrison anti-malware: organisation tree, users, endpoints, detections.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.database = database

@@ -88,18 +88,7 @@ def enroll(session: Session, request: EnrollRequest, address: str, heartbeat_sec
         raise Unauthorized("this enrollment token was revoked; ask for a new one")
     if aware(row.expires_at) < utcnow():
         raise Unauthorized("this enrollment token has expired; ask for a new one")
-    # One atomic UPDATE counts the use and checks the limit: a read-modify-write would lose counts (and let a
-    # use-limited token be used too often) when agents enroll at the same moment.
-    counted = session.execute(
-        update(EnrollmentToken)
-        .where(
-            EnrollmentToken.id == row.id,
-            or_(EnrollmentToken.max_uses.is_(None), EnrollmentToken.uses < EnrollmentToken.max_uses),
-        )
-        .values(uses=EnrollmentToken.uses + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if counted.rowcount != 1:  # type: ignore[attr-defined]
+    if row.max_uses is not None and row.uses >= row.max_uses:
         raise Unauthorized("this enrollment token has been used as many times as allowed")
     secret = new_token()
     agent = Agent(
@@ -118,6 +107,20 @@ def enroll(session: Session, request: EnrollRequest, address: str, heartbeat_sec
     session.flush()
     actor = Actor(None, f"agent {request.hostname}", address)
     record(session, actor, "agent.enroll", "agent", agent.id, unit_id=agent.unit_id, hostname=request.hostname)
+    # Last, so that the token's row is locked only from here to the commit: one atomic UPDATE counts the use and
+    # checks the limit (a read-modify-write would lose counts, and let a use-limited token be used too often,
+    # when agents enroll at the same moment); refused, the whole enrollment rolls back.
+    counted = session.execute(
+        update(EnrollmentToken)
+        .where(
+            EnrollmentToken.id == row.id,
+            or_(EnrollmentToken.max_uses.is_(None), EnrollmentToken.uses < EnrollmentToken.max_uses),
+        )
+        .values(uses=EnrollmentToken.uses + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if counted.rowcount != 1:  # type: ignore[attr-defined]
+        raise Unauthorized("this enrollment token has been used as many times as allowed")
     return EnrollResponse(agent_id=agent.id, secret=secret, unit_id=agent.unit_id, heartbeat_seconds=heartbeat_seconds)
 
 

@@ -65,7 +65,7 @@ from garrison.engine.results import printable
 from garrison.engine.walker import Found, Skipped, walk
 from garrison.protocol.events import Action, DetectionEvent, EventBatch
 from garrison.protocol.heartbeat import HeartbeatResponse
-from garrison.protocol.policy import AgentPolicy, PolicyDocument, ScheduledScan
+from garrison.protocol.policy import PolicyDocument, ScheduledScan
 from garrison.protocol.tasks import TaskResult
 
 if TYPE_CHECKING:
@@ -259,11 +259,6 @@ class Daemon:
         self._jobs_finished = 0
 
     # -- parts ------------------------------------------------------------------------------------------------
-
-    @property
-    def policy(self) -> AgentPolicy | None:
-        document = self.policy_store.document
-        return document.policy if document else None
 
     @property
     def allowed(self) -> frozenset[str]:

@@ -356,10 +356,15 @@ def _revision(policy: AgentPolicy, enforced: list[str], stamp: list[int]) -> str
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+def _enforced(sources: list[PolicySource]) -> list[str]:
+    """The settings some layer sets: those the agent applies."""
+    return sorted({key for source in sources for key in source.settings})
+
+
 def document_for(session: Session, agent: Agent) -> PolicyDocument:
     """The policy an agent must apply, with its revision (a digest of the policy and the allow-list's state)."""
     policy, sources = effective(session, _unit_path(session, agent.unit_id), agent.group_id)
-    enforced = sorted({key for source in sources for key in source.settings})
+    enforced = _enforced(sources)
     return PolicyDocument(
         revision=_revision(policy, enforced, _allow_stamp(session)),
         policy=policy,
@@ -385,9 +390,8 @@ def heartbeat_terms(session: Session, agent: Agent, default_interval: float) -> 
     key = (path, agent.group_id, generation, default_interval)
     terms = _TERMS.get(key)
     if terms is None:
-        layers = layers_for(session, path, agent.group_id)
-        policy = merge([layer.policy.settings for layer in layers])
-        enforced = sorted({key for layer in layers for key in layer.policy.settings})
+        policy, sources = effective(session, path, agent.group_id)
+        enforced = _enforced(sources)
         interval = float(policy.heartbeat_seconds) if "heartbeat_seconds" in enforced else default_interval
         terms = (_revision(policy, enforced, _allow_stamp(session)), interval)
         if len(_TERMS) >= _TERMS_MAX:

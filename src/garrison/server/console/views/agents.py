@@ -7,8 +7,6 @@ since…, stale, revoked) is computed by ``agents.service.state_of`` from the he
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,9 +19,8 @@ from sqlalchemy.orm import Session
 from garrison.server.agents import service
 from garrison.server.agents.models import Agent
 from garrison.server.auth.scope import Scope
-from garrison.server.console import i18n, sorting
+from garrison.server.console import csvfile, i18n, sorting
 from garrison.server.console.i18n import N_
-from garrison.server.console.views.audit import _cell
 from garrison.server.console.views.units import tree_rows
 from garrison.server.console.web import (
     ConsoleDb,
@@ -225,11 +222,9 @@ def export(
     _ = gettext(request)
     filters = _filters(state, unit, signatures, protected, needs)
     rows = shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters)
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
-    writer = csv.writer(buffer)
     header = [_("Computer"), _("Unit"), _("State"), _("Since"), _("Operating system"), _("Agent version")]
-    writer.writerow([*header, _("Signatures of"), _("Real-time protection"), _("Last seen"), _("Address"), "ID"])
+    header += [_("Signatures of"), _("Real-time protection"), _("Last seen"), _("Address"), "ID"]
+    lines = []
     for row in sort_agents(rows, SORTABLE.parse(sort, direction))[:MAX_EXPORT]:
         agent = row.agent
         values = [
@@ -245,13 +240,8 @@ def export(
             agent.last_address,
             agent.id,
         ]
-        writer.writerow([_cell(v) for v in values])
-    filename = f"garrison-agents-{datetime.now(i18n.DISPLAY_ZONE):%Y%m%d-%H%M}.csv"
-    return Response(
-        buffer.getvalue().encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+        lines.append(values)
+    return csvfile.download("agents", header, lines)
 
 
 @router.get("/agents/{agent_id}")

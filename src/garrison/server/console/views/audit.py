@@ -7,8 +7,6 @@ viewer's subtree.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from garrison.server.audit.models import AuditEvent
 from garrison.server.auth.scope import Scope
-from garrison.server.console import i18n, sorting
+from garrison.server.console import csvfile, i18n, sorting
 from garrison.server.console.i18n import N_
 from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, gettext, render
 from garrison.server.units.service import subtree, within
@@ -202,12 +200,6 @@ def audit_log(
     return render(request, "audit/list.html", context, viewer=viewer)
 
 
-def _cell(value: object) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
-
-
 @router.get("/audit.csv")
 def audit_csv(
     request: Request,
@@ -222,18 +214,11 @@ def audit_csv(
     _ = gettext(request)
     filters = _filters(action, since, until)
     order = order_of(SORTABLE.parse(sort, direction))
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
-    writer = csv.writer(buffer)
-    writer.writerow([_("Time"), _("Who"), _("What"), _("Action code"), _("About"), _("From address"), _("Details")])
+    header = [_("Time"), _("Who"), _("What"), _("Action code"), _("About"), _("From address"), _("Details")]
     describe = describer(session, viewer.caller.scope, _)
+    lines = []
     for event in events(session, viewer.caller.scope, filters, limit=MAX_EXPORT, order=order):
         label = i18n.label(i18n.ACTION_LABELS, event.action, _)
         row = [i18n.moment(event.at), event.actor_name, label, event.action, target_of(event), event.address]
-        writer.writerow([_cell(v) for v in [*row, describe(event)]])
-    filename = f"garrison-audit-{datetime.now(i18n.DISPLAY_ZONE):%Y%m%d-%H%M}.csv"
-    return Response(
-        buffer.getvalue().encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+        lines.append([*row, describe(event)])
+    return csvfile.download("audit", header, lines)

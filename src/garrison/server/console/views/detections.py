@@ -8,8 +8,6 @@ Detections are read and reviewed through ``detections.service`` with the viewer'
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,8 +19,7 @@ from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
 from garrison.server.agents.models import Agent
-from garrison.server.console import i18n, sorting
-from garrison.server.console.views.audit import _cell
+from garrison.server.console import csvfile, i18n, sorting
 from garrison.server.console.views.quarantine import of_detection
 from garrison.server.console.views.tasks import labels as task_labels
 from garrison.server.console.web import (
@@ -190,11 +187,9 @@ def export(
     order = order_of(SORTABLE.parse(sort, direction))
     rows = service.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT, order=order)
     hosts, names = _places(session, rows)
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
-    writer = csv.writer(buffer)
     header = [_("Time"), _("Computer"), _("Unit"), _("File"), _("Inside archives"), _("Threat")]
-    writer.writerow([*header, _("Action taken"), _("Review"), "SHA-256", "ID"])
+    header += [_("Action taken"), _("Review"), "SHA-256", "ID"]
+    lines = []
     for d in rows:
         values = [
             i18n.moment(d.occurred_at),
@@ -208,13 +203,8 @@ def export(
             d.sha256,
             d.id,
         ]
-        writer.writerow([_cell(v) for v in values])
-    filename = f"garrison-detections-{datetime.now(i18n.DISPLAY_ZONE):%Y%m%d-%H%M}.csv"
-    return Response(
-        buffer.getvalue().encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+        lines.append(values)
+    return csvfile.download("detections", header, lines)
 
 
 @router.get("/detections/{detection_id}")

@@ -17,12 +17,10 @@ from sqlalchemy.orm import Session
 from garrison.protocol.tasks import QuarantineState, TaskKind
 from garrison.server.agents.models import Agent
 from garrison.server.auth.scope import Scope
-from garrison.server.console import i18n, sorting
+from garrison.server.console import csvfile, i18n, sorting
 from garrison.server.console.views.tasks import (
     MAX_EXPORT,
     PAGE_SIZE,
-    csv_bytes,
-    csv_response,
     go,
     labels,
     quarantine_state_text,
@@ -177,7 +175,7 @@ def export(
         ]
         for item, a in found
     ]
-    return csv_response(csv_bytes(header, rows), "quarantine")
+    return csvfile.download("quarantine", header, rows)
 
 
 @router.post("/quarantine/{agent_id}/{item_id}/{action}")

@@ -9,11 +9,8 @@ like the REST API, so the services check the scope and write the audit log.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -24,9 +21,8 @@ from sqlalchemy.orm import Session
 from garrison.protocol.tasks import QuarantineState, TaskKind
 from garrison.server.agents import service as agents
 from garrison.server.agents.models import Agent
-from garrison.server.console import i18n, sorting
+from garrison.server.console import csvfile, i18n, sorting
 from garrison.server.console.i18n import N_
-from garrison.server.console.views.audit import _cell
 from garrison.server.console.views.units import tree_rows
 from garrison.server.console.web import (
     ConsoleDb,
@@ -167,30 +163,11 @@ def _task(session: Session, viewer: Viewer, task_id: int) -> service.TaskSummary
         raise NotFound("no such page") from None
 
 
-def csv_response(data: bytes, prefix: str) -> Response:
-    filename = f"garrison-{prefix}-{datetime.now(i18n.DISPLAY_ZONE):%Y%m%d-%H%M}.csv"
-    return Response(
-        data,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 def go(request: Request, url: str) -> Response:
     """After a successful button: see the result (htmx, which asked for a confirmation, is told where to go)."""
     if request.headers.get("HX-Request"):
         return Response(status_code=200, headers={"HX-Redirect": url})
     return redirect(url)
-
-
-def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    buffer = io.StringIO()
-    buffer.write("\ufeff")  # so that Excel reads the Vietnamese text as UTF-8
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([_cell(v) for v in row])
-    return buffer.getvalue().encode("utf-8")
 
 
 # -- the list ---------------------------------------------------------------------------------------------------
@@ -298,7 +275,7 @@ def export(
         ]
         for s in found
     ]
-    return csv_response(csv_bytes(header, rows), "tasks")
+    return csvfile.download("tasks", header, rows)
 
 
 # -- the form ---------------------------------------------------------------------------------------------------
@@ -535,7 +512,7 @@ def export_runs(request: Request, task_id: int, session: ConsoleDb, viewer: Curr
         ]
         for run, agent in found
     ]
-    return csv_response(csv_bytes(header, rows), f"task-{task_id}")
+    return csvfile.download(f"task-{task_id}", header, rows)
 
 
 @router.post("/tasks/{task_id}/cancel")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
+from fastapi import Query
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import QueryableAttribute
 
@@ -41,6 +42,10 @@ class Sortable:
     default: str
     default_descending: bool = False
     descending_first: frozenset[str] = field(default_factory=frozenset)
+
+    def chosen(self, sort: str = "", direction: Annotated[str, Query(alias="dir")] = "") -> Sort:
+        """The order a list page asks for, as a request dependency (``Depends(SORTABLE.chosen)``)."""
+        return self.parse(sort, direction)
 
     def parse(self, sort: str, direction: str) -> Sort:
         """The order asked for by the ``sort`` and ``dir`` parameters; the default for anything unknown."""

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from garrison.server.agents import service
@@ -149,6 +149,7 @@ def _moment(value: datetime | None) -> tuple[bool, Any]:
 SORTABLE = sorting.Sortable(
     ("name", "state", "unit", "signatures", "seen"), "name", descending_first=frozenset({"signatures", "seen"})
 )
+Chosen = Annotated[sorting.Sort, Depends(SORTABLE.chosen)]
 _SORT_KEYS: dict[str, Callable[[Shown], Any]] = {
     "name": lambda row: sorting.text(row.agent.hostname),
     "state": lambda row: STATES.index(row.state) if row.state in STATES else len(STATES),
@@ -178,6 +179,7 @@ def list_page(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     settings: Settings,
     state: str = "",
     unit: str = "",
@@ -185,12 +187,10 @@ def list_page(
     protected: str = "",
     needs: str = "",
     done: str = "",
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(state, unit, signatures, protected, needs)
-    order = SORTABLE.parse(sort, direction)
+    order = chosen
     context = {
         "agents": sort_agents(shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters), order),
         "filters": filters,
@@ -210,14 +210,13 @@ def export(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     settings: Settings,
     state: str = "",
     unit: str = "",
     signatures: str = "",
     protected: str = "",
     needs: str = "",
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(state, unit, signatures, protected, needs)
@@ -225,7 +224,7 @@ def export(
     header = [_("Computer"), _("Unit"), _("State"), _("Since"), _("Operating system"), _("Agent version")]
     header += [_("Signatures of"), _("Real-time protection"), _("Last seen"), _("Address"), "ID"]
     lines = []
-    for row in sort_agents(rows, SORTABLE.parse(sort, direction))[:MAX_EXPORT]:
+    for row in sort_agents(rows, chosen)[:MAX_EXPORT]:
         agent = row.agent
         values = [
             agent.hostname,

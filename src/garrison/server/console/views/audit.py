@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Request, Response
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -34,6 +34,7 @@ MAX_EXPORT = 100_000
 SORTABLE = sorting.Sortable(
     ("time", "action", "who"), "time", default_descending=True, descending_first=frozenset({"time"})
 )
+Chosen = Annotated[sorting.Sort, Depends(SORTABLE.chosen)]
 _SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
     "time": [AuditEvent.at],
     "action": [AuditEvent.action],
@@ -170,15 +171,14 @@ def audit_log(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     action: str = "",
     since: str = "",
     until: str = "",
     page: int = 1,
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     filters = _filters(action, since, until)
-    order = SORTABLE.parse(sort, direction)
+    order = chosen
     total = count(session, viewer.caller.scope, filters)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
@@ -205,15 +205,14 @@ def audit_csv(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     action: str = "",
     since: str = "",
     until: str = "",
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(action, since, until)
-    order = order_of(SORTABLE.parse(sort, direction))
+    order = order_of(chosen)
     header = [_("Time"), _("Who"), _("What"), _("Action code"), _("About"), _("From address"), _("Details")]
     describe = describer(session, viewer.caller.scope, _)
     lines = []

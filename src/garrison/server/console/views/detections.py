@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form, Query, Request, Response
+from fastapi import Depends, Form, Query, Request, Response
 from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,7 @@ AGES = (1, 7, 30, 90)
 SORTABLE = sorting.Sortable(
     ("time", "name", "computer", "triage"), "time", default_descending=True, descending_first=frozenset({"time"})
 )
+Chosen = Annotated[sorting.Sort, Depends(SORTABLE.chosen)]
 _SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
     "time": [Detection.occurred_at],
     "name": [Detection.name],
@@ -133,6 +134,7 @@ def list_page(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     triage: str = "",
     days: str = "",
     first_day: Annotated[str, Query(alias="from")] = "",
@@ -140,12 +142,10 @@ def list_page(
     name: str = "",
     page: int = 1,
     done: str = "",
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(triage, days, first_day, last_day, name)
-    order = SORTABLE.parse(sort, direction)
+    order = chosen
     scope = viewer.caller.scope
     total = service.count(session, scope, **filters.search())
     pages = max(1, -(-total // PAGE_SIZE))
@@ -174,17 +174,16 @@ def export(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     triage: str = "",
     days: str = "",
     first_day: Annotated[str, Query(alias="from")] = "",
     last_day: Annotated[str, Query(alias="to")] = "",
     name: str = "",
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(triage, days, first_day, last_day, name)
-    order = order_of(SORTABLE.parse(sort, direction))
+    order = order_of(chosen)
     rows = service.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT, order=order)
     hosts, names = _places(session, rows)
     header = [_("Time"), _("Computer"), _("Unit"), _("File"), _("Inside archives"), _("Threat")]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Request, Response
 from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,7 @@ SORTABLE = sorting.Sortable(
     default_descending=True,
     descending_first=frozenset({"quarantined", "size"}),
 )
+Chosen = Annotated[sorting.Sort, Depends(SORTABLE.chosen)]
 _SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
     "quarantined": [QuarantinedFile.quarantined_at],
     "computer": [Agent.hostname],
@@ -101,14 +102,13 @@ def list_page(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     state: str = "",
     agent: str = "",
     page: int = 1,
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     filters = _filters(state, agent)
-    order = SORTABLE.parse(sort, direction)
+    order = chosen
     scope = viewer.caller.scope
     page = max(1, page)
 
@@ -147,14 +147,13 @@ def export(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     state: str = "",
     agent: str = "",
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
     filters = _filters(state, agent)
-    order = order_of(SORTABLE.parse(sort, direction))
+    order = order_of(chosen)
     found, _total = quarantine.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT, order=order)
     names = unit_names(session, (item.unit_id for item, _agent in found))
     header = [_("Computer"), _("Unit"), _("File"), _("Threat"), "SHA-256", _("Size (bytes)"), _("Quarantined")]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form, Query, Request, Response
+from fastapi import Depends, Form, Request, Response
 from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
@@ -192,6 +192,7 @@ SORTABLE = sorting.Sortable(
     default_descending=True,
     descending_first=frozenset({"created", "expires"}),
 )
+Chosen = Annotated[sorting.Sort, Depends(SORTABLE.chosen)]
 _SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
     "created": [Task.created_at],
     "kind": [case({k: i for i, k in enumerate(TaskKind)}, value=Task.kind, else_=len(TaskKind))],
@@ -208,13 +209,12 @@ def list_page(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     kind: str = "",
     page: int = 1,
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     filters = ListFilters(_kind(kind))
-    order = SORTABLE.parse(sort, direction)
+    order = chosen
     scope = viewer.caller.scope
     page = max(1, page)
 
@@ -248,12 +248,11 @@ def export(
     request: Request,
     session: ConsoleDb,
     viewer: CurrentViewer,
+    chosen: Chosen,
     kind: str = "",
-    sort: str = "",
-    direction: Annotated[str, Query(alias="dir")] = "",
 ) -> Response:
     _ = gettext(request)
-    order = task_order(SORTABLE.parse(sort, direction))
+    order = task_order(chosen)
     found, _total = service.list_tasks(session, viewer.caller.scope, kind=_kind(kind), limit=MAX_EXPORT, order=order)
     header = [_("Task"), _("Computers"), _("Started by"), _("Started"), _("Valid until"), _("Cancelled")]
     header += [_("Done"), _("Failed"), _("Running"), _("Not run yet"), _("Total"), _("Comment"), "ID"]

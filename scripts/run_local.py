@@ -197,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
 
     root: Path = options.root.resolve()
     server_dir, agent_dir, demo_dir, log_dir = root / "server", root / "agent", root / "demo", root / "logs"
-    for directory in (server_dir, agent_dir, demo_dir, log_dir):
+    for directory in (server_dir, agent_dir, demo_dir, log_dir, root / "feeds"):
         directory.mkdir(parents=True, exist_ok=True)
     agent_dir.chmod(0o700)
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("GARRISON_")}
     env |= {"GARRISON_DATA_DIR": str(server_dir), "GARRISON_HOST": HOST, "PYTHONUNBUFFERED": "1"}
+    # Signature files copied into feeds/ are imported and published to the agent (as on a network without internet).
+    server_env = env | {"GARRISON_UPDATES_WATCH_DIR": str(root / "feeds"), "GARRISON_UPDATES_CHECK_SECONDS": "10"}
     agent_env = env | {
         "GARRISON_AGENT_STATE_DIR": str(agent_dir),
         "GARRISON_AGENT_WATCH_PATHS": json.dumps([str(demo_dir)]),
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     database = Database(make_engine(f"sqlite:///{server_dir / 'garrison.db'}"))
     try:
-        return _start(options, database, root, port, identity, env, agent_env)
+        return _start(options, database, root, port, identity, server_env, agent_env)
     finally:
         database.engine.dispose()
 
@@ -344,6 +346,7 @@ def _banner(url: str, setup: str, root: Path, logs: Path, agent_dir: Path, demo_
     print(f"Agent state:    {agent_dir}")
     print(f"Protected:      {demo_dir}  (real time: a file detected there is quarantined; restore it from the")
     print("                console's Quarantine page)")
+    print(f"Signatures:     copy ClamAV, YARA or IOC files into {root / 'feeds'}: they are published to the agent")
     print("Garrison is ready. Ctrl-C stops everything (the agent, then the server).")
     print(line, flush=True)
 

@@ -109,7 +109,11 @@ def session(database: Database) -> Iterator[Session]:
 @pytest.fixture
 def settings(tmp_path: Path) -> ServerSettings:
     # Cheap password hashing: the tests log in hundreds of times; the cost itself is not what they test.
-    return ServerSettings(data_dir=tmp_path, login_attempts=3, password_time_cost=1, password_memory_kib=64)
+    # No update housekeeping in the background: tests call it themselves (its thread would share the test's
+    # rolled-back connection).
+    return ServerSettings(
+        data_dir=tmp_path, login_attempts=3, password_time_cost=1, password_memory_kib=64, updates_check_seconds=0
+    )
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -452,6 +452,28 @@ class AgentClient:
         self._parse(response, _Uploaded)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
+
+    def download(self, path: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """GET a file of the update repository (signed metadata or a target) in chunks, authenticated as this
+        agent; the caller verifies what it gets (TUF) and bounds its length."""
+        if self._credential is None:
+            raise EnrollAgain(f"this agent is not enrolled; enroll it first: {ENROLL_HINT}")
+        agent_id, secret = self._credential
+        where = str(self.url).rstrip("/")
+        try:
+            with self._http.stream("GET", path, headers={"Authorization": f"Agent {agent_id}:{secret}"}) as response:
+                if response.status_code != 200:
+                    response.read()
+                    message = _server_message(response)
+                    if response.status_code == 401:
+                        raise EnrollAgain(f"the server no longer accepts this agent: {message}")
+                    if response.status_code in (429, 503):
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        raise ServerBusy(f"the server is busy (HTTP {response.status_code}: {message})", retry_after)
+                    raise RequestRejected(f"HTTP {response.status_code}: {message}", response.status_code)
+                yield from response.iter_bytes(chunk_size)
+        except httpx2.TransportError as exc:
+            raise ServerUnreachable(_unreachable(where, str(exc) or type(exc).__name__)) from exc
 
     def _agent_post(self, path: str, body: BaseModel) -> httpx2.Response:
         return self._agent_request("POST", path, content=body.model_dump_json().encode())

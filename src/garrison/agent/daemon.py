@@ -25,6 +25,7 @@ injectable, so tests run the schedule without sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -42,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from garrison.agent import inventory
+from garrison import __version__
+from garrison.agent import inventory, software, updater
 from garrison.agent import policy as policies
 from garrison.agent.client import (
     AgentClient,
@@ -67,6 +69,7 @@ from garrison.protocol.events import Action, DetectionEvent, EventBatch
 from garrison.protocol.heartbeat import HeartbeatResponse
 from garrison.protocol.policy import PolicyDocument, ScheduledScan
 from garrison.protocol.tasks import TaskResult
+from garrison.protocol.updates import UpdateOrder
 
 if TYPE_CHECKING:
     from garrison.agent.realtime import RealtimeProtection
@@ -85,21 +88,33 @@ _PROBLEM_INDEX = re.compile(r"(?:^|\.)detections\.(\d+)(?:\.|$)")
 
 
 def load_engine(settings: AgentSettings) -> tuple[Engine, str | None]:
-    """The engine over the signature databases in ``settings.signature_dir``, and an error to report, if any.
+    """The engine over the installed signature release (see :mod:`.updater`) and the databases in
+    ``settings.signature_dir``, and an error to report, if any.
 
-    With no database there, or one that cannot be loaded, the engine still runs its built-in checks (EICAR).
+    An installed release that does not load gives way to the last good one. With no database at all, or none that
+    loads, the engine still runs its built-in checks (EICAR).
     """
-    directory = settings.signature_dir
-    if not (directory.is_dir() and any(directory.iterdir())):
-        log.warning("no signature database in %s: only the built-in EICAR check applies", directory)
-        return Engine(Database.empty()), None
+    local = settings.signature_dir
+    extra = [local] if local.is_dir() and any(local.iterdir()) else []
+    cache = settings.state_dir / "cache"
+    problems: list[str] = []
+    for release in updater.release_dirs(settings.updates_dir):
+        try:
+            return Engine(load_database([release, *extra], cache_dir=cache)), "; ".join(problems) or None
+        except DatabaseError as exc:
+            problems.append(f"cannot load signature release {release.name}: {exc}")
+            log.error("%s; trying the last good one", problems[-1])
+    if not extra:
+        if not problems:
+            log.warning("no signature database in %s: only the built-in EICAR check applies", local)
+        return Engine(Database.empty()), "; ".join(problems) or None
     try:
-        database = load_database([directory], cache_dir=settings.state_dir / "cache")
+        database = load_database(extra, cache_dir=cache)
     except DatabaseError as exc:
-        message = f"cannot load the signature database in {directory}: {exc}"
+        message = f"cannot load the signature database in {local}: {exc}"
         log.error("%s; scanning with the built-in checks only", message)
-        return Engine(Database.empty()), message
-    return Engine(database), None
+        return Engine(Database.empty()), "; ".join([*problems, message])
+    return Engine(database), "; ".join(problems) or None
 
 
 # -- scans ----------------------------------------------------------------------------------------------------
@@ -247,13 +262,19 @@ class Daemon:
             outbox,
             TaskContext(
                 scan=self._task_scan,
-                update=self.reload_engine,
+                update=self._task_update,
                 quarantine=self.quarantine_store,
                 # late-bound: a command that only scans builds the daemon without a client
                 upload=lambda task_id, path, data: self.client.upload_sample(task_id, path, data),  # noqa: PLW0108
                 restored=self._remember_restored,
             ),
         )
+        # A new agent version on trial proves itself healthy with its first heartbeat, or is rolled back.
+        self.trial = software.TrialWatch(settings.state_dir, __version__, clock=clock)
+        self._updater: updater.SignatureUpdater | None = None
+        self._order: UpdateOrder | None = None
+        self._update_queued = False
+        self.restart_into: str | None = None  # an agent version staged to restart into
         self._jobs: queue.Queue[Callable[[], object]] = queue.Queue()
         self._jobs_open = 0  # queued or running, or finished with results not sent yet
         self._jobs_finished = 0
@@ -282,6 +303,61 @@ class Daemon:
         if self._engine_error:
             raise TaskFailed(self._engine_error)
         return {"signature_version": version, "signature_date": date.isoformat() if date else None}
+
+    @property
+    def updater(self) -> updater.SignatureUpdater:
+        if self._updater is None:
+            state_dir = self.settings.state_dir
+            self._updater = updater.SignatureUpdater(
+                self.settings,
+                self.client,
+                running_version=__version__,
+                stage_software=lambda data, version: software.stage(state_dir, data, version),
+                software_refused=lambda version: software.refused(state_dir, version),
+                rng=self._rng,
+            )
+        return self._updater
+
+    def update(self, *, forced: bool = False) -> dict[str, Any]:
+        """Look for a newer signature release (and agent version) and install it; says what happened.
+
+        Raises:
+            updater.UpdateFailed: nothing was installed (recorded, reported and backed off by the updater).
+        """
+        try:
+            outcome = self.updater.check(self._order)
+        finally:
+            with self._lock:
+                self._update_queued = False
+        if outcome.installed is not None:
+            self.reload_engine()
+        if outcome.software is not None:
+            self.restart_into = outcome.software
+        return updater.as_dict(outcome) | {"release": self.updater.status().release}
+
+    def _task_update(self) -> dict[str, Any]:
+        try:
+            result = self.update(forced=True)
+        except updater.UpdateFailed as exc:
+            raise TaskFailed(str(exc)) from exc
+        return result | self.reload_engine()
+
+    def _maybe_update(self) -> None:
+        """Queue an update check when one is due (the interval passed, or the server names something newer)."""
+        with self._lock:
+            if self._update_queued:
+                return
+        if not self.updater.due(self._order):
+            return
+        with self._lock:
+            self._update_queued = True
+
+        def job() -> None:
+            # A failure is recorded in the update state and reported with the next heartbeat.
+            with contextlib.suppress(updater.UpdateFailed):
+                self.update()
+
+        self._enqueue(job)
 
     def quarantine_store(self) -> Quarantine:
         if self._quarantine is None:
@@ -340,6 +416,12 @@ class Daemon:
             events_dropped=dropped,
         )
         beat.policy_revision = self.policy_store.revision
+        status = self.updater.status()
+        beat.updates = status
+        if status.release is not None and status.published_at is not None:
+            # The age that counts is that of the release: when the server published it.
+            beat.signature_version = f"release {status.release}"
+            beat.signature_date = status.published_at
         beat.realtime_backend = (realtime.backend or "") if realtime is not None else ""
         answer = self.client.heartbeat(beat)
         self._errors.clear()  # reported
@@ -481,6 +563,8 @@ class Daemon:
             self.apply_policy(self.client.policy())
         for _ in range(self.tasks.accept(answer.tasks)):
             self._enqueue(self.tasks.run_next)
+        self._order = answer.updates
+        self._maybe_update()
 
     def start_realtime(self) -> RealtimeProtection | None:
         """Start real-time protection over ``settings.realtime_paths`` (None when there are none, or when it
@@ -534,12 +618,19 @@ class Daemon:
         for schedule in self.scheduler.due(self._wallclock()):
             self._enqueue(functools.partial(self.scheduled_scan, schedule))
         until_scan = self.scheduler.seconds_until_next(self._wallclock())
+        if self.trial.expired():
+            self.trial.give_up()
+            raise software.RestartRequested("this agent version did not become healthy in time")
+        if self.restart_into is not None and not self._jobs_open:
+            raise software.RestartRequested(f"agent version {self.restart_into} is staged")
         now = self._clock()
         if now < self._down_until:
             return _sooner(self._down_until - now, until_scan)
         try:
             if now >= self._next_heartbeat:
                 answer = self.heartbeat()
+                if self.trial.active:
+                    self.trial.healthy()
                 interval = min(max(answer.next_seconds, MIN_INTERVAL), MAX_INTERVAL)
                 self._next_heartbeat = self._clock() + interval
                 self._follow(answer)

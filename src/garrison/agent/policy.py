@@ -71,6 +71,8 @@ def apply(settings: AgentSettings, document: PolicyDocument | None) -> AgentSett
         update["realtime_action"] = policy.realtime_action.value
     if "heartbeat_seconds" in enforced:
         update["heartbeat_seconds"] = float(policy.heartbeat_seconds)
+    if "update_seconds" in enforced:
+        update["update_seconds"] = float(policy.update_seconds)
     return settings.model_copy(update=update)
 
 

@@ -56,6 +56,10 @@ class AgentSettings(configfile.FileSettings):
         realtime_queue: the most files waiting to be scanned; past it the oldest are dropped and counted.
         realtime_debounce_seconds: a file is scanned this long after it was last written (written many times in
             that window: scanned once).
+        update_seconds: how often to look for signature and agent updates (the policy decides once the server has
+            sent one); a newer release named in a heartbeat is fetched at once.
+        update_backoff_base, update_backoff_cap: after a failed update the next try waits a random time between
+            half and all of ``min(cap, base * 2**(failures - 1))`` seconds, and never less than a heartbeat.
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_AGENT_")
@@ -83,6 +87,9 @@ class AgentSettings(configfile.FileSettings):
     realtime_queue: int = Field(default=10_000, ge=1, le=10_000_000)
     realtime_debounce_seconds: float = Field(default=0.5, ge=0, le=3600)
     realtime_backend: Literal["auto", "fanotify", "inotify"] = "auto"
+    update_seconds: float = Field(default=3600.0, ge=60)
+    update_backoff_base: float = Field(default=60.0, gt=0)
+    update_backoff_cap: float = Field(default=6 * 3600.0, gt=0)
 
     @property
     def signature_dir(self) -> Path:
@@ -115,6 +122,11 @@ class AgentSettings(configfile.FileSettings):
     @property
     def tasks_path(self) -> Path:
         return self.state_dir / "tasks.json"
+
+    @property
+    def updates_dir(self) -> Path:
+        """Signed update metadata, installed signature releases and the update state."""
+        return self.state_dir / "updates"
 
     @property
     def quarantine_key_path(self) -> Path:

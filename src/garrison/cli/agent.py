@@ -6,6 +6,7 @@ Settings come from ``GARRISON_AGENT_*`` variables (see :class:`garrison.agent.se
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -16,7 +17,7 @@ import click
 
 from garrison import __version__
 from garrison.agent import identity as identities
-from garrison.agent import inventory
+from garrison.agent import inventory, software
 from garrison.agent.client import AgentClient, Backoff, ClientError, EnrollAgain, enroll
 from garrison.agent.daemon import Daemon, load_engine, open_outbox, record_scan, scan_paths
 from garrison.agent.identity import Identity, IdentityError
@@ -136,10 +137,12 @@ def _trust(identity: Identity) -> str:
 def run() -> None:
     """Run the agent until SIGTERM or SIGINT: heartbeats, reporting queued events, reconnecting by itself."""
     settings = AgentSettings()
-    identity = _identity(settings)
     garrison_log = logging.getLogger("garrison")
     if garrison_log.getEffectiveLevel() > logging.INFO:
         garrison_log.setLevel(logging.INFO)
+    # First: a staged agent version (on trial, or the last healthy one) replaces this process here.
+    software.boot(settings.state_dir, __version__, os.environ)
+    identity = _identity(settings)
     try:
         outbox = open_outbox(settings)
     except OutboxError as exc:
@@ -156,8 +159,11 @@ def run() -> None:
         if hasattr(signal, name):
             number = getattr(signal, name)
             previous[number] = signal.signal(number, _stop)
+    restart: software.RestartRequested | None = None
     try:
         daemon.run(stop)
+    except software.RestartRequested as exc:
+        restart = exc
     except EnrollAgain as exc:
         click.echo(f"garrison agent: {exc}", err=True)
         sys.exit(EXIT_ENROLL_AGAIN)
@@ -166,6 +172,11 @@ def run() -> None:
             signal.signal(number, handler)
         client.close()
         outbox.close()
+    if restart is not None:
+        # exec here rather than exit, so that an agent run by hand (no service manager) comes back too.
+        logging.getLogger(__name__).info("restarting the agent: %s", restart)
+        software.boot(settings.state_dir, __version__, os.environ, restart=True)
+        sys.exit(software.RESTART_EXIT)  # boot could not exec: the service manager starts the agent again
 
 
 @agent.command("status")

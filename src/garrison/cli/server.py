@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from garrison.cli.options import config_option
+from garrison.cli.updates import updates
 from garrison.server import tls
 from garrison.server.audit.service import Actor
 from garrison.server.auth import service as auth
@@ -37,6 +38,9 @@ def _database(settings: ServerSettings) -> Database:
 def server() -> None:
     """The central management server (settings from GARRISON_* variables, e.g. GARRISON_DATABASE_URL, or a TOML
     file)."""
+
+
+server.add_command(updates)
 
 
 @server.command("migrate")

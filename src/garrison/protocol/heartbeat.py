@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from garrison.protocol.tasks import TaskOrder
+from garrison.protocol.updates import UpdateOrder, UpdateStatus
 
 
 class Inventory(BaseModel):
@@ -26,6 +27,7 @@ class Inventory(BaseModel):
     events_dropped: int = Field(default=0, ge=0)
     policy_revision: str = Field(default="", max_length=64)
     realtime_backend: str = Field(default="", max_length=16)
+    updates: UpdateStatus | None = None
 
 
 class Heartbeat(BaseModel):
@@ -34,9 +36,11 @@ class Heartbeat(BaseModel):
 
 class HeartbeatResponse(BaseModel):
     """``next_seconds`` already includes jitter; agents wait that long before the next heartbeat. When
-    ``policy_revision`` differs from the agent's, it fetches its policy; ``tasks`` are its pending tasks."""
+    ``policy_revision`` differs from the agent's, it fetches its policy; ``tasks`` are its pending tasks;
+    ``updates`` names the signature release and agent version it should run (verified through TUF)."""
 
     next_seconds: float
     server_time: datetime
     policy_revision: str | None = None
     tasks: list[TaskOrder] = Field(default_factory=list)
+    updates: UpdateOrder | None = None

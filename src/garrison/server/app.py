@@ -29,9 +29,15 @@ from garrison.server.operations.metrics import Metrics, MetricsMiddleware
 from garrison.server.operations.shedding import AgentLoadShedding
 from garrison.server.policies.api import router as policies_router
 from garrison.server.settings import ServerSettings
+from garrison.server.signatures.api import router as signatures_router
 from garrison.server.tasks.api import agent_router as tasks_agent_router
 from garrison.server.tasks.api import router as tasks_router
 from garrison.server.units.api import router as units_router
+from garrison.server.updates import service as updates
+from garrison.server.updates.api import agent_router as updates_agent_router
+from garrison.server.updates.api import router as updates_router
+from garrison.server.updates.repository import UpdateRepository
+from garrison.server.updates.rollout import OfferCache
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +59,11 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
         # requests in flight are capped by load shedding, so more threads than that cap, with room for people,
         # keep a thread free for the holder.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.agent_max_inflight + 64
-        yield
+        async with anyio.create_task_group() as housekeeping:
+            if settings.updates_check_seconds > 0:
+                housekeeping.start_soon(_update_maintenance, database, repository, settings)
+            yield
+            housekeeping.cancel_scope.cancel()
 
     app = FastAPI(
         title="Garrison",
@@ -63,6 +73,12 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     )
     app.state.settings = settings
     app.state.database = database
+    repository = updates.repository_for(settings)
+    with database.session() as session:
+        repository.initialise(session)
+        session.commit()
+    app.state.update_repository = repository
+    app.state.offers = OfferCache()
     metrics = Metrics(database, settings)
     app.state.metrics = metrics
     # Added innermost first: request id and access log, then metrics, then load shedding, then the routes.
@@ -106,6 +122,18 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     app.include_router(policies_router)
     app.include_router(tasks_router)
     app.include_router(tasks_agent_router)
+    app.include_router(signatures_router)
+    app.include_router(updates_agent_router)
+    app.include_router(updates_router)
     app.include_router(console_router)
     app.mount("/static", StaticFiles(directory=CONSOLE_STATIC), name="static")
     return app
+
+
+async def _update_maintenance(database: Database, repository: UpdateRepository, settings: ServerSettings) -> None:
+    """The update channel's housekeeping (:func:`garrison.server.updates.service.maintain`), in a worker thread,
+    every ``updates_check_seconds``; the first pass soon after start."""
+    await anyio.sleep(min(5.0, settings.updates_check_seconds))
+    while True:
+        await anyio.to_thread.run_sync(updates.maintain, database, repository, settings)
+        await anyio.sleep(settings.updates_check_seconds)

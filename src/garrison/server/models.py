@@ -5,30 +5,40 @@ from garrison.server.audit.models import AuditEvent
 from garrison.server.auth.models import ApiToken, ConsoleSession, LoginAttempt, Role, SetupToken, User
 from garrison.server.detections.models import Detection, Triage
 from garrison.server.policies.models import AgentGroup, AllowedFile, Policy, PolicyAssignment, PolicyState
+from garrison.server.signatures.models import LocalSignature, SignatureSource, SignatureState
 from garrison.server.tasks.models import QuarantinedFile, Sample, Task, TaskRun
 from garrison.server.units.models import Unit, UnitKind
+from garrison.server.updates.models import AgentRelease, Release, RolloutSettings, TufMetadata, UpdateTarget
 
 __all__ = [
     "Agent",
     "AgentGroup",
+    "AgentRelease",
     "AllowedFile",
     "ApiToken",
     "AuditEvent",
     "ConsoleSession",
     "Detection",
     "EnrollmentToken",
+    "LocalSignature",
     "LoginAttempt",
     "Policy",
     "PolicyAssignment",
     "PolicyState",
     "QuarantinedFile",
+    "Release",
     "Role",
+    "RolloutSettings",
     "Sample",
     "SetupToken",
+    "SignatureSource",
+    "SignatureState",
     "Task",
     "TaskRun",
     "Triage",
+    "TufMetadata",
     "Unit",
     "UnitKind",
+    "UpdateTarget",
     "User",
 ]

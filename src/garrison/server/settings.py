@@ -34,6 +34,17 @@ class ServerSettings(configfile.FileSettings):
         agent_retry_after_seconds: the ``Retry-After`` told to refused agents (±20 % jitter added).
         metrics_token: bearer token that ``/metrics`` requires; empty serves ``/metrics`` to loopback only.
         sample_max_bytes: the largest file a collect task may upload (kept encrypted in ``data_dir/samples``).
+        updates_watch_dir: a directory whose new signature files are imported (for networks without internet:
+            copy the files there); imported and refused files are moved to ``imported/`` and ``refused/``.
+        updates_check_seconds: how often the server looks at the watched directory and upstream feeds,
+            publishes a release when the sources changed, re-signs expiring metadata and promotes canary releases
+            (0: never, for tests and for a server process that should leave this to the others).
+        updates_upstream_hours: how often each upstream source's URL is fetched (freshclam's default is every
+            two hours).
+        updates_keep_releases: how many signature releases stay downloadable.
+        tuf_root_days, tuf_targets_days, tuf_snapshot_days, tuf_timestamp_hours: how long each role's signed
+            metadata stays valid (the server re-signs targets, snapshot and timestamp before they expire; root
+            needs the offline root key, and the console warns 30 days before).
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
@@ -55,6 +66,14 @@ class ServerSettings(configfile.FileSettings):
     agent_retry_after_seconds: float = Field(default=30.0, gt=0)
     metrics_token: str = Field(default="", repr=False)
     sample_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    updates_watch_dir: Path | None = None
+    updates_check_seconds: float = Field(default=60.0, ge=0)
+    updates_upstream_hours: float = Field(default=2.0, gt=0)
+    updates_keep_releases: int = Field(default=10, ge=2, le=1000)
+    tuf_root_days: float = Field(default=365.0, gt=1)
+    tuf_targets_days: float = Field(default=90.0, gt=0)
+    tuf_snapshot_days: float = Field(default=7.0, gt=0)
+    tuf_timestamp_hours: float = Field(default=24.0, gt=0)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"

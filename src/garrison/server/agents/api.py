@@ -19,6 +19,7 @@ from garrison.server.errors import ERROR_RESPONSES, Unauthorized
 from garrison.server.policies import service as policies
 from garrison.server.tasks import quarantine
 from garrison.server.tasks import service as tasks
+from garrison.server.updates.rollout import OfferCache
 from garrison.server.wire import PathId
 
 agent_router = APIRouter(prefix="/api/v1/agent", tags=["agent protocol"], responses=ERROR_RESPONSES)
@@ -46,12 +47,14 @@ def enroll(body: EnrollRequest, request: Request, session: DbSession, settings: 
 def heartbeat(
     body: Heartbeat, request: Request, agent: CurrentAgent, session: DbSession, settings: Settings
 ) -> HeartbeatResponse:
-    """Record the agent's inventory; answer when to call again, the revision of the policy it must apply, and its
-    pending tasks."""
+    """Record the agent's inventory; answer when to call again, the revision of the policy it must apply, its
+    pending tasks, and the signature release and agent version it should run."""
     revision, interval = policies.heartbeat_terms(session, agent, settings.heartbeat_seconds)
     answer = service.heartbeat(session, agent, body, client_address(request), interval)
     answer.policy_revision = revision
     answer.tasks = tasks.orders_for(session, agent)
+    offers: OfferCache = request.app.state.offers
+    answer.updates = offers.get(session).for_agent(agent.group_id)
     return answer
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, false
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.db import Base, utcnow
@@ -55,3 +55,9 @@ class Agent(Base):
     heartbeat_seconds: Mapped[float | None] = mapped_column(Float)
     # Whether a task may wait for it: heartbeats look for tasks only then (most agents, most of the time, have none).
     open_tasks: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Its updates, as it reports them: the signature release installed (and when), and the last failure.
+    signature_release: Mapped[int | None] = mapped_column(Integer, index=True)
+    signature_installed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    update_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    update_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    update_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -143,6 +143,13 @@ def heartbeat(session: Session, agent: Agent, beat: Heartbeat, address: str, int
     agent.signature_date = inventory.signature_date
     agent.inventory = inventory.model_dump(mode="json")
     agent.policy_revision = inventory.policy_revision
+    if inventory.updates is not None:
+        status = inventory.updates
+        agent.signature_release = status.release
+        agent.signature_installed_at = status.installed_at
+        agent.update_checked_at = status.last_check_at
+        agent.update_error = status.last_error or status.software_error
+        agent.update_error_at = status.last_error_at if agent.update_error else None
     agent.heartbeat_seconds = interval
     agent.last_seen_at = utcnow()
     agent.last_address = address

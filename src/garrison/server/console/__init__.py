@@ -18,14 +18,31 @@ from garrison.server.console.views import (
     home,
     policies,
     quarantine,
+    signatures,
     tasks,
     units,
+    updates,
     users,
 )
 from garrison.server.console.web import STATIC
 
 router = APIRouter(include_in_schema=False)
-for _views in (auth, home, tasks, quarantine, agents, detections, policies, groups, enrollment, units, users, audit):
+for _views in (
+    auth,
+    home,
+    tasks,
+    quarantine,
+    agents,
+    detections,
+    policies,
+    groups,
+    signatures,
+    updates,
+    enrollment,
+    units,
+    users,
+    audit,
+):
     router.include_router(_views.router)
 
 __all__ = ["STATIC", "router"]

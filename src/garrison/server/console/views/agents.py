@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.server.agents import service
@@ -37,6 +38,7 @@ from garrison.server.detections import service as detections
 from garrison.server.detections.models import Triage
 from garrison.server.units import service as units
 from garrison.server.units.models import Unit
+from garrison.server.updates import service as updates
 
 router = console_router()
 
@@ -52,6 +54,8 @@ ACTIVE = "active"
 NEED_OFFLINE = timedelta(days=1)
 NEED_SIGNATURE_DAYS = 7
 NEEDS = ("offline", "realtime_off", "signatures", "to_review")
+#: Characters of an update error shown in the list (the whole text is in the cell's tooltip).
+ERROR_SHOWN = 60
 NEED_LABELS = {
     "offline": N_("Not connected for over a day"),
     "realtime_off": N_("Real-time protection off"),
@@ -69,6 +73,13 @@ class Shown:
     since: datetime | None
     unit_name: str
     needs: tuple[str, ...] = ()  # the NEEDS codes that apply (revoked computers need nothing)
+    signature_age: int | None = None  # whole days since its signatures were published (None: never reported)
+    signatures_late: bool = False  # older than NEED_SIGNATURE_DAYS (or never reported)
+
+    @property
+    def update_error_short(self) -> str:
+        error = " ".join(self.agent.update_error.split())
+        return error if len(error) <= ERROR_SHOWN else error[: ERROR_SHOWN - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,7 @@ class Filters:
     signatures: int | None = None  # older than this many days (or never reported)
     protected: bool = False
     needs_action: bool = False
+    release: int | None = None  # runs this signature release
 
     def query_string(self) -> str:
         parts: dict[str, Any] = {
@@ -86,6 +98,7 @@ class Filters:
             "signatures": self.signatures,
             "protected": "1" if self.protected else "",
             "needs": "action" if self.needs_action else "",
+            "release": self.release,
         }
         return urlencode({k: str(v) for k, v in parts.items() if v})
 
@@ -93,6 +106,20 @@ class Filters:
 def signature_older_than(agent: Agent, days: int, now: datetime) -> bool:
     """Signatures older than ``days`` (an agent that never reported a date counts as out of date)."""
     return agent.signature_date is None or service.aware(agent.signature_date) < now - timedelta(days=days)
+
+
+def signature_age(agent: Agent, now: datetime) -> int | None:
+    """Whole days since the signatures ``agent`` runs were published (None when it never said)."""
+    if agent.signature_date is None:
+        return None
+    return max(0, (now - service.aware(agent.signature_date)).days)
+
+
+def outdated_ids(session: Session, viewer_scope: Scope, days: int, now: datetime) -> set[str]:
+    """The enrolled computers whose signatures are older than ``days`` (as the overview and the updates page
+    count them: ``updates.service.outdated``)."""
+    query = select(Agent.id).where(Agent.revoked.is_(False), updates.outdated(days, now))
+    return set(session.scalars(units.within(query, viewer_scope, Agent.unit_id)))
 
 
 def needs_of(agent: Agent, info: service.StateInfo, now: datetime, to_review: set[str]) -> tuple[str, ...]:
@@ -119,6 +146,7 @@ def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters
     if filters.unit is not None:
         chosen = next((u for u in unit_list if u.id == filters.unit), None)
         inside = {u.id for u in unit_list if chosen and u.path.startswith(chosen.path)}
+    outdated = outdated_ids(session, viewer_scope, filters.signatures, now) if filters.signatures else None
     rows = []
     for agent in service.list_agents(session, viewer_scope):
         info = service.state_of(agent, interval, now)
@@ -129,14 +157,18 @@ def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters
             continue
         if filters.state == ACTIVE and not active:
             continue
-        if filters.signatures and not (active and signature_older_than(agent, filters.signatures, now)):
+        if outdated is not None and agent.id not in outdated:
+            continue
+        if filters.release is not None and agent.signature_release != filters.release:
             continue
         if filters.protected and not (info.state is service.AgentState.ONLINE and agent.realtime_enabled):
             continue
         needs = needs_of(agent, info, now, to_review)
         if filters.needs_action and not needs:
             continue
-        rows.append(Shown(agent, info.state.value, info.since, names.get(agent.unit_id, ""), needs))
+        age = signature_age(agent, now)
+        late = signature_older_than(agent, NEED_SIGNATURE_DAYS, now)
+        rows.append(Shown(agent, info.state.value, info.since, names.get(agent.unit_id, ""), needs, age, late))
     return rows
 
 
@@ -164,13 +196,18 @@ def sort_agents(rows: list[Shown], sort: sorting.Sort) -> list[Shown]:
     return sorting.sort_rows(rows, sort, _SORT_KEYS, lambda row: (sorting.text(row.agent.hostname), row.agent.id))
 
 
-def _filters(state: str, unit: str, signatures: str, protected: str, needs: str = "") -> Filters:
+def _filters(
+    state: str, unit: str, signatures: str, protected: str, needs: str = "", release: str = "", outdated: str = ""
+) -> Filters:
+    # ``outdated`` is another name of ``signatures`` (older than so many days); ``signatures`` wins.
+    age = signatures or outdated
     return Filters(
         state if state in STATES or state == ACTIVE else "",
         int(unit) if unit.isdigit() else None,
-        int(signatures) if signatures in {str(d) for d in SIGNATURE_AGES} else None,
+        int(age) if age in {str(d) for d in SIGNATURE_AGES} else None,
         protected == "1",
         needs == "action",
+        int(release) if release.isdigit() and len(release) < 10 else None,
     )
 
 
@@ -186,10 +223,12 @@ def list_page(
     signatures: str = "",
     protected: str = "",
     needs: str = "",
+    release: str = "",
+    outdated: str = "",
     done: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(state, unit, signatures, protected, needs)
+    filters = _filters(state, unit, signatures, protected, needs, release, outdated)
     order = chosen
     context = {
         "agents": sort_agents(shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters), order),
@@ -217,12 +256,15 @@ def export(
     signatures: str = "",
     protected: str = "",
     needs: str = "",
+    release: str = "",
+    outdated: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(state, unit, signatures, protected, needs)
+    filters = _filters(state, unit, signatures, protected, needs, release, outdated)
     rows = shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters)
     header = [_("Computer"), _("Unit"), _("State"), _("Since"), _("Operating system"), _("Agent version")]
-    header += [_("Signatures of"), _("Real-time protection"), _("Last seen"), _("Address"), "ID"]
+    header += [_("Signatures of"), _("Signature release"), _("Signature age (days)"), _("Real-time protection")]
+    header += [_("Last seen"), _("Address"), _("Last update error"), _("Update error at"), "ID"]
     lines = []
     for row in sort_agents(rows, chosen)[:MAX_EXPORT]:
         agent = row.agent
@@ -234,9 +276,13 @@ def export(
             f"{agent.os} {agent.os_version}".strip(),
             agent.agent_version,
             i18n.moment(agent.signature_date),
+            agent.signature_release if agent.signature_release is not None else "",
+            row.signature_age if row.signature_age is not None else "",
             _("On") if agent.realtime_enabled else _("Off"),
             i18n.moment(agent.last_seen_at),
             agent.last_address,
+            agent.update_error,
+            i18n.moment(agent.update_error_at) if agent.update_error else "",
             agent.id,
         ]
         lines.append(values)

@@ -19,15 +19,18 @@ from sqlalchemy.orm import Session
 from garrison.server.agents import service as agents
 from garrison.server.auth.scope import Scope
 from garrison.server.console import i18n
-from garrison.server.console.views.agents import NEED_LABELS, Filters, Shown, shown_agents, signature_older_than
+from garrison.server.console.views.agents import NEED_LABELS, Filters, Shown, shown_agents
 from garrison.server.console.views.detections import day_start
 from garrison.server.console.views.units import Row, tree_rows
-from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, render
+from garrison.server.console.views.updates import warnings
+from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, gettext, render
 from garrison.server.db import utcnow
 from garrison.server.deps import Settings
 from garrison.server.detections import service as detections
 from garrison.server.detections.models import Triage
 from garrison.server.units import service
+from garrison.server.updates import service as updates
+from garrison.server.updates.api import get_repository
 
 router = console_router()
 
@@ -93,12 +96,14 @@ def protection(session: Session, scope: Scope, rows: list[Shown]) -> Protection:
     now = utcnow()
     active = [r for r in rows if r.state != agents.AgentState.REVOKED]
     since = now - timedelta(days=RECENT_DAYS)
+    # Counted as the updates page and the national report count them (and as ``/agents?signatures=N`` lists them).
+    outdated = updates.outdated_counts(session, scope, now)
     return Protection(
         enrolled=len(active),
         online=sum(1 for r in active if r.state == agents.AgentState.ONLINE),
         protected=sum(1 for r in active if _is_protected(r)),
-        signatures_7=sum(1 for r in active if signature_older_than(r.agent, 7, now)),
-        signatures_15=sum(1 for r in active if signature_older_than(r.agent, 15, now)),
+        signatures_7=outdated[7],
+        signatures_15=outdated[15],
         detections_recent=detections.count(session, scope, since=since),
         detections_to_review=detections.count(session, scope, since=since, triage=Triage.NEW),
         needs_action=sum(1 for r in active if r.needs),
@@ -184,5 +189,6 @@ def home(request: Request, session: ConsoleDb, viewer: CurrentViewer, settings: 
         ),
         "needing": needing[:NEEDS_SHOWN],
         "need_labels": NEED_LABELS,
+        "update_warnings": warnings(session, get_repository(request), gettext(request)),
     }
     return render(request, "home.html", context, viewer=viewer)

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
+from garrison.agent import software
 from garrison.agent.client import AgentClient
 from garrison.agent.daemon import Daemon, load_engine
 from garrison.agent.identity import Identity
@@ -28,10 +29,12 @@ from garrison.protocol.updates import TargetInfo, UpdateOrder, full_target
 from garrison.server.agents.models import Agent
 from garrison.server.audit.service import SYSTEM
 from garrison.server.db import Database
-from garrison.server.updates import releases
+from garrison.server.updates import releases, rollout
 from garrison.server.updates.models import TufMetadata, UpdateTarget
 from garrison.server.updates.repository import UpdateRepository
 from tests.agent.conftest import AppTransport, Clock, admin_get
+from tests.agent.test_policy_tasks import _run, _task
+from tests.agent.test_software import repository_wheel
 
 SAMPLES = [f"mẫu thử số {i}\n".encode() * (i + 1) for i in range(4)]
 
@@ -351,8 +354,6 @@ def test_a_failure_backs_off_and_never_loops(
 def test_the_update_task_checks_at_once(
     agent: Daemon, database: Database, repo: UpdateRepository, clock: Clock, client: TestClient
 ) -> None:
-    from tests.agent.test_policy_tasks import _run, _task
-
     _publish(database, repo, _content(0))
     clock.now += 3600
     agent.step()
@@ -373,3 +374,44 @@ def test_targets_are_only_for_enrolled_agents(client: TestClient, database: Data
         target = session.get(UpdateTarget, full_target(1))
         assert target is not None
     assert client.get(f"/api/v1/updates/targets/signatures/{target.sha256}.1.tar.gz").status_code == 401
+
+
+def test_an_agent_version_arrives_through_the_repository_and_the_agent_restarts_into_it(
+    agent: Daemon, database: Database, repo: UpdateRepository, clock: Clock, agent_settings: AgentSettings
+) -> None:
+
+    with database.session() as session:
+        rollout.add_agent_release(session, repo, SYSTEM, "0.1.0+test7", repository_wheel("0.1.0+test7"))
+        session.commit()
+    repo.forget_offers()  # type: ignore[attr-defined]
+    agent._updater = None  # the daemon's own updater, which stages agent software
+    clock.now += 3600
+    agent.step()
+    agent.run_jobs()
+    assert agent.restart_into == "0.1.0+test7"
+    assert (agent_settings.state_dir / "software" / "0.1.0+test7" / "garrison" / "__init__.py").exists()
+    agent.step()  # what the job brought is sent first
+    with pytest.raises(software.RestartRequested, match=r"0\.1\.0\+test7"):
+        agent.step()
+
+
+def test_a_tampered_agent_version_is_not_staged(
+    agent: Daemon, database: Database, repo: UpdateRepository, clock: Clock, agent_settings: AgentSettings
+) -> None:
+
+    with database.session() as session:
+        row = rollout.add_agent_release(session, repo, SYSTEM, "0.1.0+test8", repository_wheel("0.1.0+test8"))
+        target = session.get(UpdateTarget, row.target_path)
+        assert target is not None
+        stored = repo.targets_dir / target.sha256
+        session.commit()
+    data = stored.read_bytes()
+    stored.write_bytes(data[:200] + bytes([data[200] ^ 1]) + data[201:])
+    repo.forget_offers()  # type: ignore[attr-defined]
+    agent._updater = None
+    clock.now += 3600
+    agent.step()
+    agent.run_jobs()
+    assert agent.restart_into is None
+    assert not (agent_settings.state_dir / "software" / "0.1.0+test8").exists()
+    assert "does not match its signed length or hash" in agent.updater.status().last_error

@@ -12,89 +12,60 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from garrison.engine.eicar import EICAR
-from tests.conftest import free_port as _free_port
-from tests.integration.test_console_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, _listening
-from tests.server.conftest import postgres_database
+from tests.integration.conftest import GARRISON, Process, _wait
+from tests.integration.test_console_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"
 )
 
-GARRISON = [sys.executable, "-m", "garrison.cli"]
 
+def set_up_and_enroll(page: Any, base: str, setup_link: str, agent_env: dict[str, str]) -> None:
+    """In the console: the first administrator, a province, an enrollment token; then the enroll command the page
+    shows, run as a technician runs it."""
+    from playwright.sync_api import expect
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    # The first administrator, then the province.
+    page.goto(setup_link)
+    page.fill("#username", "quantri")
+    page.fill("#display_name", "Trần Văn Minh")
+    page.fill("#password", PASSWORD)
+    page.fill("#password_again", PASSWORD)
+    page.click("main button[type=submit]")
+    page.fill("#username", "quantri")
+    page.fill("#password", PASSWORD)
+    page.click("main button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Tổng quan")
+    page.click("text=Thêm cấp tỉnh")
+    page.fill("#name", "Tỉnh Bắc Ninh")
+    page.select_option("#kind", "province")
+    page.fill("#declared_workstations", "1")
+    page.click("main button[type=submit]")
+    expect(page.locator(".alert.ok")).to_have_text("Đã thêm đơn vị.")
 
-
-class Process:
-    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The embedded default (SQLite in the data directory), and a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield ""
-    else:
-        yield from postgres_database()
-
-
-@pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str]]:
-    """``garrison server run`` over HTTPS: its base URL and the setup link it printed. Agents report every 2 s."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "GARRISON_DATA_DIR": str(tmp_path / "data"),
-        "GARRISON_DATABASE_URL": database_url,
-        "GARRISON_PASSWORD_TIME_COST": "1",
-        "GARRISON_PASSWORD_MEMORY_KIB": "1024",
-        "GARRISON_HEARTBEAT_SECONDS": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [*GARRISON, "server", "run", "--host", "127.0.0.1", "--port", str(port)]
-    process = Process(command, env, tmp_path / "server.log")
-    try:
-        links: list[str] = []
-
-        def started() -> bool:
-            assert process.process.poll() is None, process.text()
-            links[:] = re.findall(r"(https://\S+/setup\?token=\S+)", process.text())
-            return bool(links) and _listening(port)
-
-        _wait(started, "the server")
-        yield f"https://127.0.0.1:{port}", links[0]
-    finally:
-        process.stop()
+    # An enrollment token; the command shown is the one a technician runs on the computer.
+    page.click("nav >> text=Mã đăng ký máy")
+    page.select_option("#unit_id", label="Tỉnh Bắc Ninh")
+    page.fill("#name", "Máy kế toán")
+    page.click("main form.form button[type=submit]")
+    command = page.locator("pre.command").inner_text().strip()
+    assert command.startswith(f"garrison agent enroll --server {base} --token gse_")
+    assert "--fingerprint" in command
+    words = shlex.split(command)
+    enrolled = subprocess.run(
+        [*GARRISON, *words[1:]], env=agent_env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
 
 
 def test_a_detection_is_seen_quarantined_and_restored_from_the_console(server: tuple[str, str], tmp_path: Path) -> None:
@@ -120,38 +91,8 @@ def test_a_detection_is_seen_quarantined_and_restored_from_the_console(server: t
         context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN", ignore_https_errors=True)
         page = context.new_page()
         try:
-            # The first administrator, then the province.
-            page.goto(setup_link)
-            page.fill("#username", "quantri")
-            page.fill("#display_name", "Trần Văn Minh")
-            page.fill("#password", PASSWORD)
-            page.fill("#password_again", PASSWORD)
-            page.click("main button[type=submit]")
-            page.fill("#username", "quantri")
-            page.fill("#password", PASSWORD)
-            page.click("main button[type=submit]")
-            expect(page.locator("h1")).to_have_text("Tổng quan")
-            page.click("text=Thêm cấp tỉnh")
-            page.fill("#name", "Tỉnh Bắc Ninh")
-            page.select_option("#kind", "province")
-            page.fill("#declared_workstations", "1")
-            page.click("main button[type=submit]")
-            expect(page.locator(".alert.ok")).to_have_text("Đã thêm đơn vị.")
-
-            # An enrollment token; the command shown is the one a technician runs on the computer.
-            page.click("nav >> text=Mã đăng ký máy")
-            page.select_option("#unit_id", label="Tỉnh Bắc Ninh")
-            page.fill("#name", "Máy kế toán")
-            page.click("main form.form button[type=submit]")
-            command = page.locator("pre.command").inner_text().strip()
-            assert command.startswith(f"garrison agent enroll --server {base} --token gse_")
-            assert "--fingerprint" in command
+            set_up_and_enroll(page, base, setup_link, agent_env)
             page.screenshot(path=shots / "e2e-01-enrollment.png", full_page=True)
-            words = shlex.split(command)
-            enrolled = subprocess.run(
-                [*GARRISON, *words[1:]], env=agent_env, capture_output=True, text=True, timeout=60, check=False
-            )
-            assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
 
             agent = Process([*GARRISON, "-v", "agent", "run"], agent_env, tmp_path / "agent.log")
             page.click("nav >> text=Máy tính")

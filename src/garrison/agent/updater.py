@@ -368,10 +368,9 @@ class SignatureUpdater:
         target, info = self._target(tuf, agent_target(version))
         if info.kind != "agent" or info.version != version:
             raise UpdateFailed(f"the signed description of agent {version} does not match it")
+        wheel = self._download(tuf, target)  # a failed or tampered download is an update failure: backed off
         try:
-            self._stage_software(self._download(tuf, target), version)
-        except UpdateFailed:
-            raise
+            self._stage_software(wheel, version)
         except Exception as exc:  # the software module's own refusals (a version that failed before, a bad wheel)
             self.software_error = f"agent {version} was not installed: {exc}"
             self._software_refused.add(version)  # not again until the server offers another version

@@ -159,6 +159,13 @@ _EXPLAINED: list[tuple[re.Pattern[str], str]] = [
     for p, m in [
         (r"wrong username, password or one-time code", N_("The username, password or one-time code is wrong.")),
         (r"not logged in", N_("Please log in.")),
+        (r"the signature sources changed", N_("The signature sources changed.")),
+        (r"published by an admin", N_("Published by an administrator.")),
+        (r"published from the command line", N_("Published from the command line.")),
+        (
+            r"pull-back of release (?P<n>\d+): the content of release (?P<m>\d+)",
+            N_("Release %(n)s was taken back: the content of release %(m)s again."),
+        ),
         (r"no such page", N_("This page does not exist.")),
         (r"the form is not valid", N_("Some fields of the form are not valid (too long or in the wrong format).")),
         (r"the session expired; log in again", N_("Your session has ended. Please log in again.")),

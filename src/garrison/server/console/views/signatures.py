@@ -67,7 +67,6 @@ def _sources_page(
     _ = gettext(request)
     context = {
         "sources": service.list_sources(session),
-        "generation": service.generation(session),
         "notice": _(DONE[done]) if done in DONE else "",
         "error": error,
         "tab": "sources",

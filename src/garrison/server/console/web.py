@@ -170,10 +170,24 @@ def _writer(
     return viewer
 
 
+def _admin_reader(viewer: Annotated[Viewer, Depends(_viewer)]) -> Viewer:
+    if not viewer.is_admin:
+        raise Forbidden("administrators only")
+    return viewer
+
+
+def _admin_writer(viewer: Annotated[Viewer, Depends(_writer)]) -> Viewer:
+    return _admin_reader(viewer)
+
+
 CurrentViewer = Annotated[Viewer, Depends(_viewer)]
 """A logged-in person reading a page."""
 WritingViewer = Annotated[Viewer, Depends(_writer)]
 """A logged-in person submitting a form: the CSRF token is checked."""
+AdminViewer = Annotated[Viewer, Depends(_admin_reader)]
+"""A province-wide administrator reading a page only administrators may see (a confirmation, say)."""
+AdminWriter = Annotated[Viewer, Depends(_admin_writer)]
+"""A province-wide administrator submitting a form (the CSRF token is checked)."""
 
 
 def error_page(request: Request, error: ServerError) -> Response:

@@ -17,17 +17,17 @@ from sqlalchemy.orm import Session
 from garrison.server.console import i18n
 from garrison.server.console.i18n import N_
 from garrison.server.console.web import (
+    AdminWriter,
     ConsoleDb,
     ConsoleRoute,
     CurrentViewer,
     Viewer,
-    WritingViewer,
     gettext,
     redirect,
     render,
 )
 from garrison.server.deps import Settings
-from garrison.server.errors import BadRequest, Forbidden, ServerError
+from garrison.server.errors import BadRequest, ServerError
 from garrison.server.signatures import service
 from garrison.server.signatures.importers import ContainerKeys, ImportLimits, Refused
 from garrison.server.signatures.models import SourceKind
@@ -47,11 +47,6 @@ DONE = {
     "local_added": N_("The local signature was added."),
     "local_deleted": N_("The local signature was deleted."),
 }
-
-
-def _admin(viewer: Viewer) -> None:
-    if not viewer.is_admin:
-        raise Forbidden("administrators only")
 
 
 def _imports(request: Request, settings: Any) -> tuple[SourceStore, ContainerKeys, ImportLimits]:
@@ -101,13 +96,12 @@ def sources_page(request: Request, session: ConsoleDb, viewer: CurrentViewer, do
 def create_uploaded(
     request: Request,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     settings: Settings,
     name: Annotated[str, Form(max_length=64)] = "",
     licence: Annotated[str, Form(max_length=4000)] = "",
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
-    _admin(viewer)
     store, keys, limits = _imports(request, settings)
     try:
         upload = _read(file, limits.max_file)
@@ -131,13 +125,12 @@ def create_uploaded(
 def create_upstream(
     request: Request,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     settings: Settings,
     name: Annotated[str, Form(max_length=64)] = "",
     origin: Annotated[str, Form(max_length=2048)] = "",
     licence: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
-    _admin(viewer)
     store, _keys, _limits = _imports(request, settings)
     try:
         service.create_source(
@@ -149,8 +142,7 @@ def create_upstream(
 
 
 @router.post("/signatures/watched")
-def import_watched(request: Request, session: ConsoleDb, viewer: WritingViewer, settings: Settings) -> Response:
-    _admin(viewer)
+def import_watched(request: Request, session: ConsoleDb, viewer: AdminWriter, settings: Settings) -> Response:
     store, keys, limits = _imports(request, settings)
     directory = getattr(settings, "updates_watch_dir", None) or service.inbox(settings.data_dir)
     service.import_watched(session, store, directory, viewer.caller.actor, keys=keys, limits=limits)
@@ -162,11 +154,10 @@ def upload_version(
     request: Request,
     source_id: int,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     settings: Settings,
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
-    _admin(viewer)
     store, keys, limits = _imports(request, settings)
     try:
         filename, data = _read(file, limits.max_file)
@@ -179,8 +170,7 @@ def upload_version(
 
 
 @router.post("/signatures/{source_id}/fetch")
-def fetch(request: Request, source_id: int, session: ConsoleDb, viewer: WritingViewer, settings: Settings) -> Response:
-    _admin(viewer)
+def fetch(request: Request, source_id: int, session: ConsoleDb, viewer: AdminWriter, settings: Settings) -> Response:
     store, keys, limits = _imports(request, settings)
     get = getattr(request.app.state, "signature_get", None) or service.default_get
     try:
@@ -198,11 +188,10 @@ def edit_source(
     request: Request,
     source_id: int,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     origin: Annotated[str | None, Form(max_length=2048)] = None,
     licence: Annotated[str | None, Form(max_length=4000)] = None,
 ) -> Response:
-    _admin(viewer)
     try:
         service.update_source(session, viewer.caller.actor, source_id, origin=origin, licence=licence)
     except ServerError as refused:
@@ -211,22 +200,19 @@ def edit_source(
 
 
 @router.post("/signatures/{source_id}/enable")
-def enable(source_id: int, session: ConsoleDb, viewer: WritingViewer) -> Response:
-    _admin(viewer)
+def enable(source_id: int, session: ConsoleDb, viewer: AdminWriter) -> Response:
     service.set_enabled(session, viewer.caller.actor, source_id, True)
     return redirect(f"/signatures?done=enabled#source-{source_id}")
 
 
 @router.post("/signatures/{source_id}/disable")
-def disable(source_id: int, session: ConsoleDb, viewer: WritingViewer) -> Response:
-    _admin(viewer)
+def disable(source_id: int, session: ConsoleDb, viewer: AdminWriter) -> Response:
     service.set_enabled(session, viewer.caller.actor, source_id, False)
     return redirect(f"/signatures?done=disabled#source-{source_id}")
 
 
 @router.post("/signatures/{source_id}/delete")
-def delete(source_id: int, session: ConsoleDb, viewer: WritingViewer) -> Response:
-    _admin(viewer)
+def delete(source_id: int, session: ConsoleDb, viewer: AdminWriter) -> Response:
     service.delete_source(session, viewer.caller.actor, source_id)
     return redirect("/signatures?done=deleted")
 
@@ -264,14 +250,13 @@ def local_page(request: Request, session: ConsoleDb, viewer: CurrentViewer, done
 def add_hash(
     request: Request,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     settings: Settings,
     digest: Annotated[str, Form(max_length=128)] = "",
     size: Annotated[str, Form(max_length=20)] = "",
     name: Annotated[str, Form(max_length=128)] = "",
     reason: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
-    _admin(viewer)
     _ = gettext(request)
     values = {"digest": digest, "size": size, "name": name, "reason": reason, "rule": "", "rule_reason": ""}
     try:
@@ -297,12 +282,11 @@ def add_hash(
 def add_rule(
     request: Request,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     settings: Settings,
     rule: Annotated[str, Form(max_length=65536)] = "",
     rule_reason: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
-    _admin(viewer)
     _ = gettext(request)
     values = {"digest": "", "size": "", "name": "", "reason": "", "rule": rule, "rule_reason": rule_reason}
     try:
@@ -317,7 +301,6 @@ def add_rule(
 
 
 @router.post("/signatures/local/{signature_id}/delete")
-def delete_local(signature_id: int, session: ConsoleDb, viewer: WritingViewer, settings: Settings) -> Response:
-    _admin(viewer)
+def delete_local(signature_id: int, session: ConsoleDb, viewer: AdminWriter, settings: Settings) -> Response:
     service.delete_local(session, SourceStore(settings.data_dir), viewer.caller.actor, signature_id)
     return redirect("/signatures/local?done=local_deleted")

@@ -32,10 +32,11 @@ from garrison.server.auth.scope import Scope
 from garrison.server.console import i18n
 from garrison.server.console.i18n import N_
 from garrison.server.console.web import (
+    AdminViewer,
+    AdminWriter,
     ConsoleDb,
     CurrentViewer,
     Viewer,
-    WritingViewer,
     console_router,
     gettext,
     language,
@@ -282,11 +283,6 @@ def _helpers(request: Request) -> dict[str, Any]:
     }
 
 
-def _admin(viewer: Viewer) -> None:
-    if not viewer.is_admin:
-        raise Forbidden("administrators only")
-
-
 def running(session: Session, scope: Scope) -> dict[int, int]:
     """How many enrolled computers of ``scope`` run each release (by the release they reported)."""
     query = (
@@ -366,11 +362,10 @@ def updates_page(request: Request, session: ConsoleDb, viewer: CurrentViewer, do
 def publish(
     request: Request,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     settings: Settings,
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    _admin(viewer)
     _ = gettext(request)
     try:
         release = service.publish_from_sources(
@@ -388,12 +383,11 @@ def publish(
 def configure(
     request: Request,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     canary_group_id: Annotated[str, Form(max_length=20)] = "",
     canary_hours: Annotated[str, Form(max_length=20)] = "",
     auto_promote: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
-    _admin(viewer)
     _ = gettext(request)
     values = {"canary_group_id": canary_group_id, "canary_hours": canary_hours, "auto_promote": auto_promote}
     try:
@@ -518,14 +512,12 @@ def release_page(
 
 
 @router.get("/updates/releases/{number}/promote")
-def promote_confirm(request: Request, number: PathId, session: ConsoleDb, viewer: CurrentViewer) -> Response:
-    _admin(viewer)
+def promote_confirm(request: Request, number: PathId, session: ConsoleDb, viewer: AdminViewer) -> Response:
     return _release_page(request, session, viewer, number, template="updates/promote.html")
 
 
 @router.post("/updates/releases/{number}/promote")
-def promote(request: Request, number: PathId, session: ConsoleDb, viewer: WritingViewer) -> Response:
-    _admin(viewer)
+def promote(request: Request, number: PathId, session: ConsoleDb, viewer: AdminWriter) -> Response:
     _ = gettext(request)
     _release(session, number)
     try:
@@ -537,14 +529,12 @@ def promote(request: Request, number: PathId, session: ConsoleDb, viewer: Writin
 
 
 @router.get("/updates/releases/{number}/pull")
-def pull_confirm(request: Request, number: PathId, session: ConsoleDb, viewer: CurrentViewer) -> Response:
-    _admin(viewer)
+def pull_confirm(request: Request, number: PathId, session: ConsoleDb, viewer: AdminViewer) -> Response:
     return _release_page(request, session, viewer, number, template="updates/pull.html")
 
 
 @router.post("/updates/releases/{number}/pull")
-def pull(request: Request, number: PathId, session: ConsoleDb, viewer: WritingViewer) -> Response:
-    _admin(viewer)
+def pull(request: Request, number: PathId, session: ConsoleDb, viewer: AdminWriter) -> Response:
     _ = gettext(request)
     _release(session, number)
     try:
@@ -609,12 +599,11 @@ def agent_software(request: Request, session: ConsoleDb, viewer: CurrentViewer, 
 def add_agent_software(
     request: Request,
     session: ConsoleDb,
-    viewer: WritingViewer,
+    viewer: AdminWriter,
     version: Annotated[str, Form(max_length=64)] = "",
     notes: Annotated[str, Form(max_length=2000)] = "",
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
-    _admin(viewer)
     _ = gettext(request)
     values = {"version": version, "notes": notes}
     try:
@@ -638,10 +627,9 @@ _AGENT_ACTIONS = {"promote": (Stage.GENERAL, "agent_promoted"), "pull": (Stage.P
 
 
 @router.get("/updates/agent-software/{version}/{action}")
-def agent_confirm(request: Request, version: str, action: str, session: ConsoleDb, viewer: CurrentViewer) -> Response:
+def agent_confirm(request: Request, version: str, action: str, session: ConsoleDb, viewer: AdminViewer) -> Response:
     if action not in _AGENT_ACTIONS:
         raise NotFound("no such page")
-    _admin(viewer)
     row = _agent_release(session, version)
     return _agent_page(
         request, session, viewer, template="updates/agent_confirm.html", chosen=row, values={"action": action}
@@ -649,10 +637,9 @@ def agent_confirm(request: Request, version: str, action: str, session: ConsoleD
 
 
 @router.post("/updates/agent-software/{version}/{action}")
-def agent_stage(request: Request, version: str, action: str, session: ConsoleDb, viewer: WritingViewer) -> Response:
+def agent_stage(request: Request, version: str, action: str, session: ConsoleDb, viewer: AdminWriter) -> Response:
     if action not in _AGENT_ACTIONS:
         raise NotFound("no such page")
-    _admin(viewer)
     _ = gettext(request)
     stage, done = _AGENT_ACTIONS[action]
     _agent_release(session, version)

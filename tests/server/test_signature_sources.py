@@ -27,7 +27,7 @@ from garrison.engine.signatures.cvd import RsaPrivateKey, build_cvd, info_signer
 from garrison.server.audit.models import AuditEvent
 from garrison.server.audit.service import Actor
 from garrison.server.db import Database
-from garrison.server.signatures import importers, service
+from garrison.server.signatures import feeds, importers, local, service
 from garrison.server.signatures.importers import ContainerKeys, Refused
 from garrison.server.signatures.models import SignatureSource, SourceKind
 from garrison.server.signatures.store import SourceStore
@@ -406,8 +406,8 @@ def test_content_and_summary_for_releases(session: Session, tmp_path: Path, keys
     )
     off, _ = service.create_source(session, store, ACTOR, name="off", kind=SourceKind.UPLOAD, upload=("x.yar", YARA))
     service.set_enabled(session, ACTOR, off.id, False)
-    service.add_local_hash(session, store, ACTOR, digest="ab" * 20, name="Local.Sha1", reason="mẫu từ Sở Y tế")
-    service.add_local_rule(session, store, ACTOR, rule=YARA.decode(), reason="chiến dịch lừa đảo")
+    local.add_local_hash(session, store, ACTOR, digest="ab" * 20, name="Local.Sha1", reason="mẫu từ Sở Y tế")
+    local.add_local_rule(session, store, ACTOR, rule=YARA.decode(), reason="chiến dịch lừa đảo")
     bundle = service.content(session, store)
     assert sorted(bundle) == ["local.hsb", "local.yar", "one-main.hdb", "two-b-main.hdb"]
     assert all(importers.PLAIN_NAME.fullmatch(name) for name in bundle)
@@ -488,7 +488,7 @@ def test_the_watched_directory_imports_moves_and_explains(
     _drop(inbox, "broken.ndb", NDB_BROKEN)
     _drop(inbox, "fresh.hdb", HDB, age=0)
     start = service.generation(session)
-    results = {r.file: r for r in service.import_watched(session, store, inbox, keys=keys)}
+    results = {r.file: r for r in feeds.import_watched(session, store, inbox, keys=keys)}
     assert {f: r.outcome for f, r in results.items()} == {
         "broken.ndb": "refused",
         "daily.cvd": "imported",
@@ -507,13 +507,13 @@ def test_the_watched_directory_imports_moves_and_explains(
     # The same bytes again change nothing; a newer container updates the same source.
     _drop(inbox, "daily.cvd", daily_cvd)
     _drop(inbox, "rules.yar", YARA.replace(b"garrison_test", b"garrison_test2"))
-    again = {r.file: r.outcome for r in service.import_watched(session, store, inbox, keys=keys)}
+    again = {r.file: r.outcome for r in feeds.import_watched(session, store, inbox, keys=keys)}
     assert again == {"daily.cvd": "unchanged", "rules.yar": "imported", "fresh.hdb": "waiting"}
     assert len(list((inbox / "imported").iterdir())) == 4
     assert service.generation(session) == start + 3
     # A cdiff without its database's source is refused with the reason.
     _drop(inbox, "main-12.cdiff", b"ClamAV-Diff")
-    (refused,) = [r for r in service.import_watched(session, store, inbox, keys=keys) if r.file == "main-12.cdiff"]
+    (refused,) = [r for r in feeds.import_watched(session, store, inbox, keys=keys) if r.file == "main-12.cdiff"]
     assert refused.outcome == "refused" and "drop the whole .cvd" in refused.reason
     assert (inbox / "refused" / "main-12.cdiff.reason.txt").is_file()
 
@@ -559,19 +559,19 @@ def test_an_upstream_source_is_fetched_and_an_unchanged_download_changes_nothing
         session, store, ACTOR, name="mirror", kind=SourceKind.UPSTREAM, origin=f"{base}/daily.cvd", licence="GPL"
     )
     start = service.generation(session)
-    first = service.fetch_upstream(session, store, source, keys=keys)  # the real HTTP getter
+    first = feeds.fetch_upstream(session, store, source, keys=keys)  # the real HTTP getter
     assert first.changed and source.version == "40" and service.generation(session) == start + 1
-    second = service.fetch_upstream(session, store, source, keys=keys)
+    second = feeds.fetch_upstream(session, store, source, keys=keys)
     assert not second.changed and service.generation(session) == start + 1
     (folder / "daily.cvd").write_bytes(_cvd(signing, 41, {"daily.hdb": HDB}))
-    assert service.fetch_upstream(session, store, source, keys=keys).changed
+    assert feeds.fetch_upstream(session, store, source, keys=keys).changed
     assert source.version == "41" and service.generation(session) == start + 2
     source.origin = f"{base}/missing.cvd"
     with pytest.raises(Refused, match="404"):
-        service.fetch_upstream(session, store, source, keys=keys)
+        feeds.fetch_upstream(session, store, source, keys=keys)
     assert source.last_error is not None and "download" in source.last_error and source.version == "41"
     with pytest.raises(OSError, match="larger than"):
-        service.default_get(f"{base}/daily.cvd", max_bytes=100)
+        feeds.default_get(f"{base}/daily.cvd", max_bytes=100)
 
 
 def test_upstream_through_the_api(api: TestClient, signing: tuple[RsaPrivateKey, RsaPrivateKey]) -> None:

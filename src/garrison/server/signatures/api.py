@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from garrison.server.deps import AdminCaller, CurrentCaller, DbSession, Settings
 from garrison.server.errors import ERROR_RESPONSES, BadRequest
-from garrison.server.signatures import service
+from garrison.server.signatures import feeds, local, service
 from garrison.server.signatures.importers import ContainerKeys, ImportLimits, Refused
 from garrison.server.signatures.models import SignatureSource, SourceKind
 from garrison.server.signatures.schemas import (
@@ -38,7 +38,7 @@ class Importing:
     """What imports need from the application: the store, the container keys, the limits and the HTTP getter.
 
     The keys and getter come from ``app.state.signature_keys`` / ``app.state.signature_get`` when set (tests sign
-    containers with their own key and fetch from a local server); else Talos's keys and :func:`service.default_get`.
+    containers with their own key and fetch from a local server); else Talos's keys and :func:`feeds.default_get`.
     """
 
     def __init__(self, request: Request, settings: Settings) -> None:
@@ -47,7 +47,7 @@ class Importing:
         self.store = SourceStore(settings.data_dir)
         self.keys: ContainerKeys = getattr(state, "signature_keys", None) or ContainerKeys()
         self.limits: ImportLimits = getattr(state, "signature_limits", None) or ImportLimits()
-        self.get: Callable[[str], bytes] = getattr(state, "signature_get", None) or service.default_get
+        self.get: Callable[[str], bytes] = getattr(state, "signature_get", None) or feeds.default_get
 
 
 Imports = Annotated[Importing, Depends()]
@@ -132,7 +132,7 @@ def create_source(body: SourceIn, session: DbSession, caller: AdminCaller, impor
     )
     if body.fetch and source.kind is SourceKind.UPSTREAM:
         try:
-            service.fetch_upstream(
+            feeds.fetch_upstream(
                 session, imports.store, source, imports.get, actor=caller.actor, keys=imports.keys,
                 limits=imports.limits,
             )  # fmt: skip
@@ -145,7 +145,7 @@ def create_source(body: SourceIn, session: DbSession, caller: AdminCaller, impor
 def import_watched(session: DbSession, caller: AdminCaller, imports: Imports) -> list[WatchedOut]:
     """Import the files dropped in the watched directory now (the ``updates_watch_dir`` setting, else
     ``data_dir/signature-inbox``)."""
-    results = service.import_watched(
+    results = feeds.import_watched(
         session,
         imports.store,
         imports.watched,
@@ -181,7 +181,7 @@ def fetch(source_id: PathId, session: DbSession, caller: AdminCaller, imports: I
     """Fetch an upstream source's URL now."""
     source = service.get_source(session, source_id)
     try:
-        result = service.fetch_upstream(
+        result = feeds.fetch_upstream(
             session, imports.store, source, imports.get, actor=caller.actor, keys=imports.keys, limits=imports.limits
         )
     except Refused as refused:
@@ -207,7 +207,7 @@ def delete_source(source_id: PathId, session: DbSession, caller: AdminCaller) ->
 @router.get("/local-signatures", response_model=list[LocalOut])
 def list_local(session: DbSession, caller: CurrentCaller) -> list[LocalOut]:
     del caller
-    return [LocalOut.model_validate(row) for row in service.list_local(session)]
+    return [LocalOut.model_validate(row) for row in local.list_local(session)]
 
 
 @router.post("/local-signatures", response_model=LocalOut, status_code=201)
@@ -219,14 +219,14 @@ def add_local(
 ) -> LocalOut:
     """A file hash (``kind: hash``) or a YARA rule (``kind: yara``), with the reason it is added."""
     if isinstance(body, LocalHashIn):
-        row = service.add_local_hash(
+        row = local.add_local_hash(
             session, imports.store, caller.actor, digest=body.digest, name=body.name, reason=body.reason, size=body.size
         )
     else:
-        row = service.add_local_rule(session, imports.store, caller.actor, rule=body.rule, reason=body.reason)
+        row = local.add_local_rule(session, imports.store, caller.actor, rule=body.rule, reason=body.reason)
     return LocalOut.model_validate(row)
 
 
 @router.delete("/local-signatures/{signature_id}", status_code=204)
 def delete_local(signature_id: PathId, session: DbSession, caller: AdminCaller, imports: Imports) -> None:
-    service.delete_local(session, imports.store, caller.actor, signature_id)
+    local.delete_local(session, imports.store, caller.actor, signature_id)

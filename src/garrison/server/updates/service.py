@@ -16,6 +16,7 @@ from garrison.server.audit.service import SYSTEM, Actor
 from garrison.server.auth.scope import Scope
 from garrison.server.db import Database, utcnow
 from garrison.server.settings import ServerSettings
+from garrison.server.signatures import feeds
 from garrison.server.signatures import service as signatures
 from garrison.server.signatures.importers import Refused
 from garrison.server.signatures.models import SignatureSource, SourceKind
@@ -100,7 +101,7 @@ def maintain(database: Database, repo: UpdateRepository, settings: ServerSetting
         directory = settings.updates_watch_dir or signatures.inbox(settings.data_dir)
         if directory.is_dir():
             repo.lock(session)  # one server process at a time moves the files
-            report.imported = len(signatures.import_watched(session, store, directory))
+            report.imported = len(feeds.import_watched(session, store, directory))
 
     def upstream(session: Session) -> None:
         report.fetched = fetch_due_upstream(session, store, settings)
@@ -137,7 +138,7 @@ def fetch_due_upstream(
     session: Session,
     store: SourceStore,
     settings: ServerSettings,
-    get: Callable[[str], bytes] = signatures.default_get,
+    get: Callable[[str], bytes] = feeds.default_get,
     now: datetime | None = None,
 ) -> int:
     """Fetch the upstream sources not tried for ``updates_upstream_hours``; returns how many brought a change.
@@ -155,7 +156,7 @@ def fetch_due_upstream(
     for source in sources:
         source.fetched_at = now
         try:
-            changed += bool(signatures.fetch_upstream(session, store, source, get).changed)
+            changed += bool(feeds.fetch_upstream(session, store, source, get).changed)
         except Refused as exc:
             logger.warning("upstream source %s: %s", source.name, exc.message)
     return changed

@@ -28,7 +28,7 @@ from garrison.server.console.web import (
 )
 from garrison.server.deps import Settings
 from garrison.server.errors import BadRequest, ServerError
-from garrison.server.signatures import service
+from garrison.server.signatures import feeds, local, service
 from garrison.server.signatures.importers import ContainerKeys, ImportLimits, Refused
 from garrison.server.signatures.models import SourceKind
 from garrison.server.signatures.store import SourceStore
@@ -145,7 +145,7 @@ def create_upstream(
 def import_watched(request: Request, session: ConsoleDb, viewer: AdminWriter, settings: Settings) -> Response:
     store, keys, limits = _imports(request, settings)
     directory = getattr(settings, "updates_watch_dir", None) or service.inbox(settings.data_dir)
-    service.import_watched(session, store, directory, viewer.caller.actor, keys=keys, limits=limits)
+    feeds.import_watched(session, store, directory, viewer.caller.actor, keys=keys, limits=limits)
     return redirect("/signatures?done=watched")
 
 
@@ -172,12 +172,10 @@ def upload_version(
 @router.post("/signatures/{source_id}/fetch")
 def fetch(request: Request, source_id: int, session: ConsoleDb, viewer: AdminWriter, settings: Settings) -> Response:
     store, keys, limits = _imports(request, settings)
-    get = getattr(request.app.state, "signature_get", None) or service.default_get
+    get = getattr(request.app.state, "signature_get", None) or feeds.default_get
     try:
         source = service.get_source(session, source_id)
-        result = service.fetch_upstream(
-            session, store, source, get, actor=viewer.caller.actor, keys=keys, limits=limits
-        )
+        result = feeds.fetch_upstream(session, store, source, get, actor=viewer.caller.actor, keys=keys, limits=limits)
     except ServerError as refused:
         return _refused(request, session, viewer, refused)
     return redirect(f"/signatures?done={'imported' if result.changed else 'unchanged'}#source-{source_id}")
@@ -232,7 +230,7 @@ def _local_page(
 ) -> Response:
     _ = gettext(request)
     context = {
-        "signatures": service.list_local(session),
+        "signatures": local.list_local(session),
         "values": values or {"digest": "", "size": "", "name": "", "reason": "", "rule": "", "rule_reason": ""},
         "notice": _(DONE[done]) if done in DONE else "",
         "error": error,
@@ -262,7 +260,7 @@ def add_hash(
     try:
         if size.strip() and not size.strip().isdigit():
             raise BadRequest("the size is a number of bytes")
-        service.add_local_hash(
+        local.add_local_hash(
             session,
             SourceStore(settings.data_dir),
             viewer.caller.actor,
@@ -290,7 +288,7 @@ def add_rule(
     _ = gettext(request)
     values = {"digest": "", "size": "", "name": "", "reason": "", "rule": rule, "rule_reason": rule_reason}
     try:
-        service.add_local_rule(
+        local.add_local_rule(
             session, SourceStore(settings.data_dir), viewer.caller.actor, rule=rule, reason=rule_reason
         )
     except ServerError as refused:
@@ -302,5 +300,5 @@ def add_rule(
 
 @router.post("/signatures/local/{signature_id}/delete")
 def delete_local(signature_id: int, session: ConsoleDb, viewer: AdminWriter, settings: Settings) -> Response:
-    service.delete_local(session, SourceStore(settings.data_dir), viewer.caller.actor, signature_id)
+    local.delete_local(session, SourceStore(settings.data_dir), viewer.caller.actor, signature_id)
     return redirect("/signatures/local?done=local_deleted")

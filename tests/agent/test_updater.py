@@ -415,3 +415,17 @@ def test_a_tampered_agent_version_is_not_staged(
     assert agent.restart_into is None
     assert not (agent_settings.state_dir / "software" / "0.1.0+test8").exists()
     assert "does not match its signed length or hash" in agent.updater.status().last_error
+
+
+def test_the_release_is_compiled_once(
+    agent: Daemon, database: Database, repo: UpdateRepository, clock: Clock, agent_settings: AgentSettings
+) -> None:
+    """The updater compiles the release where the engine will load it, so the reload finds it in the cache (on a
+    large database a second compilation costs seconds and hundreds of MiB)."""
+    _publish(database, repo, _content(0))
+    _cycle(agent, clock)
+    cache = agent_settings.state_dir / "cache"
+    compiled = sorted(entry.name for entry in cache.iterdir())
+    assert len(compiled) == 1
+    load_engine(agent_settings)
+    assert sorted(entry.name for entry in cache.iterdir()) == compiled

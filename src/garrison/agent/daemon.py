@@ -95,12 +95,13 @@ def load_engine(settings: AgentSettings) -> tuple[Engine, str | None]:
     loads, the engine still runs its built-in checks (EICAR).
     """
     local = settings.signature_dir
-    extra = [local] if local.is_dir() and any(local.iterdir()) else []
+    extra = updater.database_paths(settings, None)
     cache = settings.state_dir / "cache"
     problems: list[str] = []
     for release in updater.release_dirs(settings.updates_dir):
         try:
-            return Engine(load_database([release, *extra], cache_dir=cache)), "; ".join(problems) or None
+            paths = updater.database_paths(settings, release)
+            return Engine(load_database(paths, cache_dir=cache)), "; ".join(problems) or None
         except DatabaseError as exc:
             problems.append(f"cannot load signature release {release.name}: {exc}")
             log.error("%s; trying the last good one", problems[-1])

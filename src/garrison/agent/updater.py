@@ -329,26 +329,32 @@ class SignatureUpdater:
             files = bundle.unpack(data)
             if bundle.digest(files) != info.content_sha256:
                 raise UpdateFailed(f"release {release} does not match its signed digest; it was not installed")
-        self._swap(release, files, info)
+        self.install(release, files, info)
         log.info("signature release %d installed (%s)", release, via)
         return release, via
 
-    def _swap(self, release: int, files: dict[str, bytes], info: TargetInfo) -> None:
+    def install(self, release: int, files: dict[str, bytes], info: TargetInfo) -> None:
+        """Write a verified release (``files`` is emptied once written), compile it where the engine will load it,
+        and make it current (the previous one stays as the last good one). Raises :class:`UpdateFailed` when it
+        does not compile."""
         self.releases_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = self.releases_dir / f"{release}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(mode=0o700)
         for name, data in files.items():
             (partial / name).write_bytes(data)
-        try:
-            # Compile it as a scan will (and leave the compiled form in the cache for the reload that follows).
-            load_database([partial], cache_dir=self.settings.state_dir / "cache")
-        except DatabaseError as exc:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise UpdateFailed(f"release {release} does not compile, the previous one stays in use: {exc}") from exc
+        files.clear()  # written: free them before compiling, the step that needs the memory
         final = self.releases_dir / str(release)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
+        try:
+            # Compile it as a scan will, with the same paths, so the compiled form left in the cache is what the
+            # engine's reload finds (the cache is keyed by the files' paths: compiling the partial directory would
+            # make the reload compile it all again).
+            load_database(database_paths(self.settings, final), cache_dir=self.settings.state_dir / "cache")
+        except DatabaseError as exc:
+            shutil.rmtree(final, ignore_errors=True)
+            raise UpdateFailed(f"release {release} does not compile, the previous one stays in use: {exc}") from exc
         previous = self.installed
         current = Installed(
             release=release,
@@ -378,6 +384,13 @@ class SignatureUpdater:
             return None
         self.software_error = ""
         return version
+
+
+def database_paths(settings: AgentSettings, release_dir: Path | None) -> list[Path]:
+    """What the engine loads: a release's files, and the local databases in ``settings.signature_dir``."""
+    local = settings.signature_dir
+    extra = [local] if local.is_dir() and any(local.iterdir()) else []
+    return [release_dir, *extra] if release_dir is not None else extra
 
 
 def release_dirs(updates_dir: Path) -> list[Path]:

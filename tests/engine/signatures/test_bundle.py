@@ -72,7 +72,7 @@ def test_pack_is_deterministic_and_plain() -> None:
     assert compress(data) == compress(data) and gzip.decompress(compress(data)) == data
 
 
-def _tar(*members: tuple[str, bytes, bytes]) -> bytes:
+def tar_members(*members: tuple[str, bytes, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
         for name, kind, content in members:
@@ -88,18 +88,22 @@ def _tar(*members: tuple[str, bytes, bytes]) -> bytes:
 @pytest.mark.parametrize(
     ("data", "limits", "message"),
     [
-        (_tar(("a.hdb", tarfile.REGTYPE, b"x"), ("l.hdb", tarfile.SYMTYPE, b"")), None, "not a regular file"),
-        (_tar(("a.hdb", tarfile.REGTYPE, b"x"), ("h.hdb", tarfile.LNKTYPE, b"")), None, "not a regular file"),
-        (_tar(("d", tarfile.DIRTYPE, b"")), None, "not a regular file"),
-        (_tar(("c", tarfile.CHRTYPE, b"")), None, "not a regular file"),
-        (_tar(("f", tarfile.FIFOTYPE, b"")), None, "not a regular file"),
-        (_tar(("../evil.hdb", tarfile.REGTYPE, b"x")), None, "refused file name"),
-        (_tar(("/etc/evil", tarfile.REGTYPE, b"x")), None, "refused file name"),
-        (_tar(("dir/a.hdb", tarfile.REGTYPE, b"x")), None, "refused file name"),
-        (_tar(("a.hdb", tarfile.REGTYPE, b"x"), ("a.hdb", tarfile.REGTYPE, b"y")), None, "appears twice"),
-        (_tar(*((f"{i}.hdb", tarfile.REGTYPE, b"x") for i in range(4))), BundleLimits(max_members=3), "more than 3"),
-        (_tar(("a.hdb", tarfile.REGTYPE, b"x" * 100)), BundleLimits(max_total_size=99), "exceed 99 bytes"),
-        (_tar(("a.hdb", tarfile.REGTYPE, b"x" * 2000))[:1024], None, "truncated|corrupt|not a valid"),
+        (tar_members(("a.hdb", tarfile.REGTYPE, b"x"), ("l.hdb", tarfile.SYMTYPE, b"")), None, "not a regular file"),
+        (tar_members(("a.hdb", tarfile.REGTYPE, b"x"), ("h.hdb", tarfile.LNKTYPE, b"")), None, "not a regular file"),
+        (tar_members(("d", tarfile.DIRTYPE, b"")), None, "not a regular file"),
+        (tar_members(("c", tarfile.CHRTYPE, b"")), None, "not a regular file"),
+        (tar_members(("f", tarfile.FIFOTYPE, b"")), None, "not a regular file"),
+        (tar_members(("../evil.hdb", tarfile.REGTYPE, b"x")), None, "refused file name"),
+        (tar_members(("/etc/evil", tarfile.REGTYPE, b"x")), None, "refused file name"),
+        (tar_members(("dir/a.hdb", tarfile.REGTYPE, b"x")), None, "refused file name"),
+        (tar_members(("a.hdb", tarfile.REGTYPE, b"x"), ("a.hdb", tarfile.REGTYPE, b"y")), None, "appears twice"),
+        (
+            tar_members(*((f"{i}.hdb", tarfile.REGTYPE, b"x") for i in range(4))),
+            BundleLimits(max_members=3),
+            "more than 3",
+        ),
+        (tar_members(("a.hdb", tarfile.REGTYPE, b"x" * 100)), BundleLimits(max_total_size=99), "exceed 99 bytes"),
+        (tar_members(("a.hdb", tarfile.REGTYPE, b"x" * 2000))[:1024], None, "truncated|corrupt|not a valid"),
         (b"not a tar archive at all" * 40, None, "not a valid tar|corrupt"),
         (b"", None, "not a valid tar|corrupt"),
     ],

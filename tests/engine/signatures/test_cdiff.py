@@ -97,7 +97,10 @@ def test_talos_cdiff_key_is_the_published_one() -> None:
     assert CLAMAV_CDIFF_KEY.n.bit_length() == 2047
 
 
-@pytest.mark.parametrize("cut", [0, 5, 20, 40, 100, -400, -200, -1])
+# Not -1: the last character of a signature carries only the few bits left over by the encoding, and when the
+# signature's value has them at zero, it decodes to the same number without it (a shorter spelling of the same,
+# valid signature). Ten characters are sixty bits.
+@pytest.mark.parametrize("cut", [0, 5, 20, 40, 100, -400, -200, -10])
 def test_truncated_cdiff_is_refused(keys: dict[str, RsaPrivateKey], cut: int) -> None:
     data = make_cdiff(OLD, NEW, 3, info_signer(keys["cdiff"]))
     with pytest.raises(DatabaseError):

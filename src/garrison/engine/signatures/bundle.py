@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from garrison.engine.errors import DatabaseError
-from garrison.engine.signatures.cvd import _gunzip
+from garrison.engine.signatures.cvd import gunzip_bounded
 
 __all__ = [
     "LINE_SET_EXTENSIONS",
@@ -205,7 +205,7 @@ def decompress(data: bytes, max_size: int) -> bytes:
     Raises:
         DatabaseError: not gzip, truncated, trailing garbage, or more than ``max_size`` bytes.
     """
-    return _gunzip(data, "bundle", max_size)
+    return gunzip_bounded(data, "bundle", max_size)
 
 
 def digest(files: Mapping[str, bytes]) -> str:

@@ -40,11 +40,11 @@ from garrison.engine.signatures.cvd import (
     ContainerKind,
     CvdLimits,
     RsaPublicKey,
-    _gunzip,
-    _tar,
     build_cld,
+    gunzip_bounded,
     parse_header,
     read_container,
+    tar_members,
     verify_info_dsig,
 )
 
@@ -203,9 +203,9 @@ def parse_cdiff(
     if not body:
         raise _error("truncated: there is no compressed script")
     try:
-        script = _gunzip(body, "cdiff", declared)
+        script = gunzip_bounded(body, "cdiff", declared)
     except DatabaseError as exc:
-        # _gunzip names the source itself ("cdiff: corrupt archive: ..."); say what the archive is.
+        # gunzip_bounded names the source itself ("cdiff: corrupt archive: ..."); say what the archive is.
         raise _error(f"bad script: {str(exc).removeprefix('cdiff: ')}") from None
     if len(script) != declared:
         raise _error(f"bad script: the header says {declared} bytes, the script has {len(script)}")
@@ -473,7 +473,7 @@ def apply_to_container(
         raise _error(f"{source}: the patched manifest says version {header.version}, the patch {patch.version}")
     order = ["COPYING", info_name, *sorted(name for name in files if name not in ("COPYING", info_name))]
     try:
-        body = _tar([(name, files[name]) for name in order if name in files], header.build_time)
+        body = tar_members([(name, files[name]) for name in order if name in files], header.build_time)
     except ValueError as exc:  # tarfile refuses names longer than ustar allows
         raise _error(f"{source}: cannot rebuild the container: {exc}") from None
     result = first_line.ljust(HEADER_SIZE, b" ") + body

@@ -438,7 +438,7 @@ def parse_header(data: bytes, source: str = "<container>") -> CvdHeader:
     return _parse_header_text(text, source, "header")
 
 
-def _gunzip(body: bytes | memoryview, source: str, limit: int) -> bytes:
+def gunzip_bounded(body: bytes | memoryview, source: str, limit: int) -> bytes:
     """Decompress one or more concatenated gzip members, refusing more than ``limit`` bytes of output."""
     out = bytearray()
     rest: bytes | memoryview = body
@@ -666,7 +666,7 @@ def read_container(
             raise _error(source, "bad signature: the header's digital signature does not match the MD5")
 
     compressed = bytes(body[:7]) != b"COPYING"
-    tar = _gunzip(body, source, limits.max_total_size) if compressed else body
+    tar = gunzip_bounded(body, source, limits.max_total_size) if compressed else body
     files = _read_tar(tar, source, limits)
     manifest, info_signed = _check_manifest(files, header, kind, source, info_key)
     signed = kind is not ContainerKind.CUD and info_signed
@@ -701,7 +701,7 @@ def _count_signatures(files: Mapping[str, bytes]) -> int:
     return count
 
 
-def _tar(members: list[tuple[str, bytes]], mtime: int) -> bytes:
+def tar_members(members: list[tuple[str, bytes]], mtime: int) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
         for name, content in members:
@@ -761,7 +761,7 @@ def _assemble(
         info += f"DSIG:{dsig}\n".encode("ascii")
 
     members = [("COPYING", files.get("COPYING", _DEFAULT_COPYING)), (info_name, info), *databases]
-    body = _tar(members, stamp)
+    body = tar_members(members, stamp)
     if compress:
         body = gzip.compress(body, compresslevel=9, mtime=stamp)
 

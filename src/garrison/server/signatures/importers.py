@@ -132,7 +132,7 @@ def unpack(filename: str, data: bytes, *, source: str, keys: ContainerKeys, limi
     if suffix == ".cdiff":
         raise Refused(f"{filename}: a .cdiff updates an existing ClamAV database source; import the .cvd first")
     if suffix in ARCHIVE_SUFFIXES:
-        files, warnings = (_zip if suffix == ".zip" else _tar)(filename, data, limits)
+        files, warnings = (_zip if suffix == ".zip" else tar_members)(filename, data, limits)
         return _plain(filename, files, warnings)
     if suffix in IOC_SUFFIXES or data.lstrip()[:1] == b"{":
         return _ioc(filename, data, source)
@@ -259,7 +259,7 @@ def _zip(filename: str, data: bytes, limits: ImportLimits) -> tuple[dict[str, by
     return files, warnings
 
 
-def _tar(filename: str, data: bytes, limits: ImportLimits) -> tuple[dict[str, bytes], list[str]]:
+def tar_members(filename: str, data: bytes, limits: ImportLimits) -> tuple[dict[str, bytes], list[str]]:
     files: dict[str, bytes] = {}
     warnings: list[str] = []
     try:

@@ -27,6 +27,7 @@ from garrison.engine.signatures.cvd import RsaPrivateKey, build_cvd, info_signer
 from garrison.server.audit.models import AuditEvent
 from garrison.server.audit.service import Actor
 from garrison.server.db import Database
+from garrison.server.settings import ServerSettings
 from garrison.server.signatures import feeds, importers, local, service
 from garrison.server.signatures.importers import ContainerKeys, Refused
 from garrison.server.signatures.models import SignatureSource, SourceKind
@@ -603,3 +604,17 @@ def test_sources_are_rows_of_the_database(session: Session, tmp_path: Path) -> N
     row = session.scalars(select(SignatureSource)).one()
     assert row.files == {"a.hdb": {"sha256": hashlib.sha256(HDB).hexdigest(), "size": len(HDB)}}
     assert service.files_of(store, row) == {"a.hdb": HDB}
+
+
+def test_unsigned_cud_containers_only_when_the_server_accepts_them(
+    database: Database, settings: ServerSettings, tree: dict[str, int]
+) -> None:
+    """ClamAV's unsigned ``.cud`` (private mirrors) is refused unless ``updates_accept_cud`` is set."""
+    from garrison.server.app import create_app
+
+    cud = build_cvd("daily", 5, {"daily.hdb": HDB}, flevel=90, builder="t", sign=None)
+    for accept, status in ((False, 400), (True, 201)):
+        app = create_app(settings.model_copy(update={"updates_accept_cud": accept}), database, run_migrations=False)
+        with TestClient(app, base_url="https://testserver") as client:
+            answer = _upload(client, _admin(client), f"mirror-{accept}".lower(), "daily.cud", cud)
+            assert answer.status_code == status, answer.text

@@ -30,6 +30,7 @@ from garrison.server.operations.shedding import AgentLoadShedding
 from garrison.server.policies.api import router as policies_router
 from garrison.server.settings import ServerSettings
 from garrison.server.signatures.api import router as signatures_router
+from garrison.server.signatures.importers import ContainerKeys
 from garrison.server.tasks.api import agent_router as tasks_agent_router
 from garrison.server.tasks.api import router as tasks_router
 from garrison.server.units.api import router as units_router
@@ -78,6 +79,7 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
         repository.initialise(session)
         session.commit()
     app.state.update_repository = repository
+    app.state.signature_keys = ContainerKeys(allow_unsigned=settings.updates_accept_cud)
     app.state.offers = OfferCache()
     metrics = Metrics(database, settings)
     app.state.metrics = metrics

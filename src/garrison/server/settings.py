@@ -41,6 +41,8 @@ class ServerSettings(configfile.FileSettings):
             (0: never, for tests and for a server process that should leave this to the others).
         updates_upstream_hours: how often each upstream source's URL is fetched (freshclam's default is every
             two hours).
+        updates_accept_cud: accept ``.cud`` containers (ClamAV's unsigned format, made by ``sigtool --unsigned``
+            for private mirrors). Off by default: nothing vouches for their content but the engine's checks.
         updates_keep_releases: how many signature releases stay downloadable.
         tuf_root_days, tuf_targets_days, tuf_snapshot_days, tuf_timestamp_hours: how long each role's signed
             metadata stays valid (the server re-signs targets, snapshot and timestamp before they expire; root
@@ -69,6 +71,7 @@ class ServerSettings(configfile.FileSettings):
     updates_watch_dir: Path | None = None
     updates_check_seconds: float = Field(default=60.0, ge=0)
     updates_upstream_hours: float = Field(default=2.0, gt=0)
+    updates_accept_cud: bool = False
     updates_keep_releases: int = Field(default=10, ge=2, le=1000)
     tuf_root_days: float = Field(default=365.0, gt=1)
     tuf_targets_days: float = Field(default=90.0, gt=0)

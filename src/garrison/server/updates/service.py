@@ -18,7 +18,7 @@ from garrison.server.db import Database, utcnow
 from garrison.server.settings import ServerSettings
 from garrison.server.signatures import feeds
 from garrison.server.signatures import service as signatures
-from garrison.server.signatures.importers import Refused
+from garrison.server.signatures.importers import ContainerKeys, Refused
 from garrison.server.signatures.models import SignatureSource, SourceKind
 from garrison.server.signatures.store import SourceStore
 from garrison.server.units import service as units
@@ -101,7 +101,8 @@ def maintain(database: Database, repo: UpdateRepository, settings: ServerSetting
         directory = settings.updates_watch_dir or signatures.inbox(settings.data_dir)
         if directory.is_dir():
             repo.lock(session)  # one server process at a time moves the files
-            report.imported = len(feeds.import_watched(session, store, directory))
+            keys = ContainerKeys(allow_unsigned=settings.updates_accept_cud)
+            report.imported = len(feeds.import_watched(session, store, directory, keys=keys))
 
     def upstream(session: Session) -> None:
         report.fetched = fetch_due_upstream(session, store, settings)

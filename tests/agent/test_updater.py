@@ -429,3 +429,25 @@ def test_the_release_is_compiled_once(
     assert len(compiled) == 1
     load_engine(agent_settings)
     assert sorted(entry.name for entry in cache.iterdir()) == compiled
+
+
+def test_agent_status_tells_the_release_and_the_last_error(
+    agent: Daemon, database: Database, repo: UpdateRepository, clock: Clock, transport: AppTransport,
+    agent_settings: AgentSettings,
+) -> None:  # fmt: skip
+    from click.testing import CliRunner
+
+    from garrison.cli.main import cli
+
+    def status() -> str:
+        env = {"GARRISON_AGENT_STATE_DIR": str(agent_settings.state_dir)}
+        return CliRunner().invoke(cli, ["agent", "status"], env=env).output
+
+    assert "signatures: no release from the server yet" in status()
+    _installed_one_then_offer_two(agent, database, repo, clock)
+    transport.fail = lambda request: httpx2.Response(503) if "/updates/" in request.url.path else None
+    _cycle(agent, clock)
+    shown = status()
+    assert "signatures: release 1, published" in shown
+    assert "last update error: the update download failed: the server is busy (HTTP 503" in shown, shown
+    assert "next update check:" in shown

@@ -174,18 +174,9 @@ class SignatureUpdater:
         return directory if directory.is_dir() else None
 
     def status(self) -> UpdateStatus:
-        installed, state = self.installed, self.state
-        return UpdateStatus(
-            release=installed.release if installed else None,
-            published_at=installed.published_at if installed else None,
-            installed_at=installed.installed_at if installed else None,
-            last_check_at=state.last_check_at,
-            last_error=state.last_error[:500],
-            last_error_at=state.last_error_at,
-            failed_release=state.failed_release,
-            next_check_at=state.next_check_at,
-            software_error=self.software_error[:500],
-        )
+        status = local_status(self.root)
+        status.software_error = self.software_error[:500]
+        return status
 
     def due(self, order: UpdateOrder | None, *, forced: bool = False) -> bool:
         """Whether to check now: told to (a task), the interval passed, or the server names something newer — but
@@ -384,6 +375,22 @@ class SignatureUpdater:
             return None
         self.software_error = ""
         return version
+
+
+def local_status(updates_dir: Path) -> UpdateStatus:
+    """What the files under ``updates_dir`` say about the installed release and the last check (no network)."""
+    installed = _read_model(updates_dir / "current.json", Installed)
+    state = _read_model(updates_dir / "state.json", UpdateState) or UpdateState()
+    return UpdateStatus(
+        release=installed.release if installed else None,
+        published_at=installed.published_at if installed else None,
+        installed_at=installed.installed_at if installed else None,
+        last_check_at=state.last_check_at,
+        last_error=state.last_error[:500],
+        last_error_at=state.last_error_at,
+        failed_release=state.failed_release,
+        next_check_at=state.next_check_at,
+    )
 
 
 def database_paths(settings: AgentSettings, release_dir: Path | None) -> list[Path]:

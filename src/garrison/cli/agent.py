@@ -17,7 +17,7 @@ import click
 
 from garrison import __version__
 from garrison.agent import identity as identities
-from garrison.agent import inventory, software
+from garrison.agent import inventory, software, updater
 from garrison.agent.client import AgentClient, Backoff, ClientError, EnrollAgain, enroll
 from garrison.agent.daemon import Daemon, load_engine, open_outbox, record_scan, scan_paths
 from garrison.agent.identity import Identity, IdentityError
@@ -210,6 +210,16 @@ def status() -> None:
         )
     else:
         click.echo("last scan: never")
+    updates = updater.local_status(settings.updates_dir)
+    if updates.release is not None:
+        published = f", published {updates.published_at:%Y-%m-%d %H:%M} UTC" if updates.published_at else ""
+        click.echo(f"signatures: release {updates.release}{published}")
+    else:
+        click.echo("signatures: no release from the server yet")
+    if updates.last_error:
+        click.echo(f"last update error: {updates.last_error}")
+    if updates.next_check_at is not None:
+        click.echo(f"next update check: {updates.next_check_at:%Y-%m-%d %H:%M} UTC")
     if found is None:
         sys.exit(1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from garrison.server.console.views import (
+    agent_software,
     agents,
     audit,
     auth,
@@ -38,6 +39,7 @@ for _views in (
     groups,
     signatures,
     updates,
+    agent_software,
     enrollment,
     units,
     users,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from babel.numbers import format_decimal
-from fastapi import File, Form, Request, Response, UploadFile
+from fastapi import Form, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -50,8 +50,8 @@ from garrison.server.policies import service as policies
 from garrison.server.policies.models import AgentGroup
 from garrison.server.units import service as units
 from garrison.server.updates import releases, rollout, service
-from garrison.server.updates.api import MAX_WHEEL_BYTES, get_repository
-from garrison.server.updates.models import AgentRelease, Release, Stage
+from garrison.server.updates.api import get_repository
+from garrison.server.updates.models import Release, Stage
 from garrison.server.updates.repository import UpdateRepository
 from garrison.server.wire import PathId
 
@@ -209,7 +209,7 @@ def explain(message: str, _: i18n.Gettext) -> str:
     return i18n.explain(message, _)
 
 
-def _refusal(error: ServerError, _: i18n.Gettext) -> str:
+def refusal_text(error: ServerError, _: i18n.Gettext) -> str:
     if isinstance(error, Forbidden) or not error.message:
         return i18n.explain_error(error, _)
     return explain(error.message, _)
@@ -273,7 +273,7 @@ def age_days(moment: datetime | None, now: datetime) -> int | None:
     return max(0, (now - aware).days)
 
 
-def _helpers(request: Request) -> dict[str, Any]:
+def page_helpers(request: Request) -> dict[str, Any]:
     lang = language(request)
     now = utcnow()
     return {
@@ -294,7 +294,7 @@ def running(session: Session, scope: Scope) -> dict[int, int]:
     return {number: count for number, count in rows if number is not None}
 
 
-def _names(session: Session, ids: set[int | None]) -> dict[int, str]:
+def user_names(session: Session, ids: set[int | None]) -> dict[int, str]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
@@ -344,7 +344,7 @@ def _updates_page(
         "notice": _(DONE[done]) if done in DONE else "",
         "error": error,
         "tab": "signatures",
-        **_helpers(request),
+        **page_helpers(request),
     }
     return render(request, "updates/index.html", context, viewer=viewer, status_code=status_code)
 
@@ -373,7 +373,7 @@ def publish(
         )
     except ServerError as refused:
         session.rollback()
-        return _updates_page(request, session, viewer, error=_refusal(refused, _), status_code=refused.status)
+        return _updates_page(request, session, viewer, error=refusal_text(refused, _), status_code=refused.status)
     if release is None:
         return redirect("/updates?done=unchanged")
     return redirect(f"/updates/releases/{release.number}?done=published")
@@ -408,7 +408,7 @@ def configure(
     except ServerError as refused:
         session.rollback()
         return _updates_page(
-            request, session, viewer, error=_refusal(refused, _), values=values, status_code=refused.status
+            request, session, viewer, error=refusal_text(refused, _), values=values, status_code=refused.status
         )
     return redirect("/updates?done=rollout#rollout")
 
@@ -478,7 +478,7 @@ def _release_page(
     context = {
         "release": release,
         "history": history(session, number),
-        "people": _names(session, {release.created_by, release.promoted_by, release.pulled_by}),
+        "people": user_names(session, {release.created_by, release.promoted_by, release.pulled_by}),
         "computers": running(session, viewer.caller.scope).get(number, 0),
         "problems": problems,
         "hold_reasons": problems_in_words(release.hold_reason, _),
@@ -499,7 +499,7 @@ def _release_page(
         "notice": _(DONE[done]) if done in DONE else "",
         "error": error,
         "tab": "signatures",
-        **_helpers(request),
+        **page_helpers(request),
     }
     return render(request, template, context, viewer=viewer, status_code=status_code)
 
@@ -524,7 +524,9 @@ def promote(request: Request, number: PathId, session: ConsoleDb, viewer: AdminW
         rollout.promote(session, viewer.caller.actor, number)
     except ServerError as refused:
         session.rollback()
-        return _release_page(request, session, viewer, number, error=_refusal(refused, _), status_code=refused.status)
+        return _release_page(
+            request, session, viewer, number, error=refusal_text(refused, _), status_code=refused.status
+        )
     return redirect(f"/updates/releases/{number}?done=promoted")
 
 
@@ -541,111 +543,7 @@ def pull(request: Request, number: PathId, session: ConsoleDb, viewer: AdminWrit
         restored = rollout.pull_back(session, get_repository(request), viewer.caller.actor, number)
     except ServerError as refused:
         session.rollback()
-        return _release_page(request, session, viewer, number, error=_refusal(refused, _), status_code=refused.status)
+        return _release_page(
+            request, session, viewer, number, error=refusal_text(refused, _), status_code=refused.status
+        )
     return redirect(f"/updates/releases/{restored.number}?done=pulled")
-
-
-# -- agent software -------------------------------------------------------------------------------------------
-
-
-def _agent_page(
-    request: Request,
-    session: Session,
-    viewer: Viewer,
-    *,
-    template: str = "updates/agent_software.html",
-    chosen: AgentRelease | None = None,
-    values: Mapping[str, str] | None = None,
-    error: str = "",
-    done: str = "",
-    status_code: int = 200,
-) -> Response:
-    _ = gettext(request)
-    rows = rollout.agent_releases(session)
-    scope = viewer.caller.scope
-    query = select(Agent.agent_version, func.count()).where(Agent.revoked.is_(False)).group_by(Agent.agent_version)
-    versions = {v: n for v, n in session.execute(units.within(query, scope, Agent.unit_id))}
-    offer = rollout.current_offer(session)
-    context = {
-        "agent_releases": rows,
-        "versions": versions,
-        "offer": offer,
-        "rollout": releases.rollout_settings(session),
-        "people": _names(session, {r.created_by for r in rows}),
-        "chosen": chosen,
-        "values": values or {"version": "", "notes": ""},
-        "max_mib": MAX_WHEEL_BYTES // (1024 * 1024),
-        "notice": _(DONE[done]) if done in DONE else "",
-        "error": error,
-        "tab": "agent",
-        **_helpers(request),
-    }
-    return render(request, template, context, viewer=viewer, status_code=status_code)
-
-
-def _agent_release(session: Session, version: str) -> AgentRelease:
-    row = session.get(AgentRelease, version)
-    if row is None:
-        raise NotFound("no such page")
-    return row
-
-
-@router.get("/updates/agent-software")
-def agent_software(request: Request, session: ConsoleDb, viewer: CurrentViewer, done: str = "") -> Response:
-    return _agent_page(request, session, viewer, done=done)
-
-
-@router.post("/updates/agent-software")
-def add_agent_software(
-    request: Request,
-    session: ConsoleDb,
-    viewer: AdminWriter,
-    version: Annotated[str, Form(max_length=64)] = "",
-    notes: Annotated[str, Form(max_length=2000)] = "",
-    file: Annotated[UploadFile | None, File()] = None,
-) -> Response:
-    _ = gettext(request)
-    values = {"version": version, "notes": notes}
-    try:
-        if file is None or not file.filename:
-            raise BadRequest("choose a file")
-        wheel = file.file.read(MAX_WHEEL_BYTES + 1)
-        if len(wheel) > MAX_WHEEL_BYTES:
-            raise BadRequest(f"an agent wheel may be at most {MAX_WHEEL_BYTES // (1024 * 1024)} MiB")
-        rollout.add_agent_release(
-            session, get_repository(request), viewer.caller.actor, version.strip(), wheel, notes=notes.strip()
-        )
-    except ServerError as refused:
-        session.rollback()
-        return _agent_page(
-            request, session, viewer, values=values, error=_refusal(refused, _), status_code=refused.status
-        )
-    return redirect("/updates/agent-software?done=agent_added")
-
-
-_AGENT_ACTIONS = {"promote": (Stage.GENERAL, "agent_promoted"), "pull": (Stage.PULLED, "agent_pulled")}
-
-
-@router.get("/updates/agent-software/{version}/{action}")
-def agent_confirm(request: Request, version: str, action: str, session: ConsoleDb, viewer: AdminViewer) -> Response:
-    if action not in _AGENT_ACTIONS:
-        raise NotFound("no such page")
-    row = _agent_release(session, version)
-    return _agent_page(
-        request, session, viewer, template="updates/agent_confirm.html", chosen=row, values={"action": action}
-    )
-
-
-@router.post("/updates/agent-software/{version}/{action}")
-def agent_stage(request: Request, version: str, action: str, session: ConsoleDb, viewer: AdminWriter) -> Response:
-    if action not in _AGENT_ACTIONS:
-        raise NotFound("no such page")
-    _ = gettext(request)
-    stage, done = _AGENT_ACTIONS[action]
-    _agent_release(session, version)
-    try:
-        rollout.set_agent_stage(session, viewer.caller.actor, version, stage)
-    except ServerError as refused:
-        session.rollback()
-        return _agent_page(request, session, viewer, error=_refusal(refused, _), status_code=refused.status)
-    return redirect(f"/updates/agent-software?done={done}#agent-{version}")

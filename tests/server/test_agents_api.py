@@ -113,6 +113,18 @@ def test_detection_batches_are_idempotent(client: TestClient, tree: dict[str, in
     assert found[0]["unit_id"] == tree["hospital"] and found[0]["triage"] == "new"
 
 
+def test_detection_times_are_stored_in_utc_whatever_offset_they_came_with(
+    client: TestClient, tree: dict[str, int]
+) -> None:
+    """SQLite keeps a time's wall clock and drops its offset: 09:00+07:00 must be stored as 02:00 UTC."""
+    enrolled = _enroll(client, _token(client, tree["hospital"]))
+    batch = {"detections": [_event(occurred_at="2026-12-01T09:00:00+07:00"), _event(occurred_at="2026-12-01T03:00:00")]}
+    assert client.post("/api/v1/agent/events", json=batch, headers=_auth(enrolled)).status_code == 200
+    login(client)
+    times = sorted(datetime.fromisoformat(d["occurred_at"]) for d in client.get("/api/v1/detections").json())
+    assert times == [datetime(2026, 12, 1, 2, tzinfo=UTC), datetime(2026, 12, 1, 3, tzinfo=UTC)]
+
+
 def test_invalid_events_are_refused_whole(client: TestClient, tree: dict[str, int]) -> None:
     enrolled = _enroll(client, _token(client, tree["hospital"]))
     bad = {"detections": [_event(), _event(md5="not-a-hash")]}

@@ -28,7 +28,9 @@ from garrison.server.operations.logging import RequestContextMiddleware
 from garrison.server.operations.metrics import Metrics, MetricsMiddleware
 from garrison.server.operations.shedding import AgentLoadShedding
 from garrison.server.policies.api import router as policies_router
+from garrison.server.reports.api import router as reports_router
 from garrison.server.settings import ServerSettings
+from garrison.server.sharing.api import router as sharing_router
 from garrison.server.signatures.api import router as signatures_router
 from garrison.server.signatures.importers import ContainerKeys
 from garrison.server.tasks.api import agent_router as tasks_agent_router
@@ -122,11 +124,13 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     app.include_router(agents_router)
     app.include_router(detections_router)
     app.include_router(policies_router)
+    app.include_router(reports_router)
     app.include_router(tasks_router)
     app.include_router(tasks_agent_router)
     app.include_router(signatures_router)
     app.include_router(updates_agent_router)
     app.include_router(updates_router)
+    app.include_router(sharing_router)
     app.include_router(console_router)
     app.mount("/static", StaticFiles(directory=CONSOLE_STATIC), name="static")
     return app

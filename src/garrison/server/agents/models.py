@@ -47,6 +47,8 @@ class Agent(Base):
     last_address: Mapped[str | None] = mapped_column(String(64))
     inventory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     realtime_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether its firewall is on, as it last reported (None: it does not say); a column for the statistics.
+    firewall_enabled: Mapped[bool | None] = mapped_column(Boolean)
     signature_date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

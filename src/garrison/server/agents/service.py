@@ -140,6 +140,7 @@ def heartbeat(session: Session, agent: Agent, beat: Heartbeat, address: str, int
     agent.os_version = inventory.os_version
     agent.agent_version = inventory.agent_version
     agent.realtime_enabled = inventory.realtime_enabled
+    agent.firewall_enabled = inventory.firewall_enabled
     agent.signature_date = inventory.signature_date
     agent.inventory = inventory.model_dump(mode="json")
     agent.policy_revision = inventory.policy_revision

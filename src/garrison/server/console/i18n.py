@@ -127,6 +127,7 @@ ACTION_LABELS = {
     "agent_release.add": N_("Added an agent version"),
     "agent_release.general": N_("Sent an agent version to every computer"),
     "agent_release.pulled": N_("Took back an agent version"),
+    "sharing.stix_export": N_("Exported indicators (STIX 2.1)"),
 }
 STATE_LABELS = {
     "online": N_("Online"),

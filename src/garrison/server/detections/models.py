@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from garrison.server.db import Base, enum_values, utcnow
@@ -20,6 +20,8 @@ class Triage(StrEnum):
 
 class Detection(Base):
     __tablename__ = "detections"
+    # A unit's subtree over a period: the statistics and the quarterly report read detections this way.
+    __table_args__ = (Index("ix_detections_unit_id_occurred_at", "unit_id", "occurred_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)

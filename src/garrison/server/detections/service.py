@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -42,7 +42,9 @@ def ingest(session: Session, agent: Agent, batch: EventBatch) -> BatchAck:
             "id": str(event.id),
             "agent_id": agent.id,
             "unit_id": agent.unit_id,
-            "occurred_at": event.occurred_at,
+            # In UTC: SQLite keeps a time's wall clock and drops its offset, so "09:00+07:00" would become 09:00 UTC
+            # (a time without an offset is taken as UTC, as agents send it).
+            "occurred_at": _utc(event.occurred_at),
             "received_at": received,
             "path": event.path,
             "chain": event.chain,
@@ -208,3 +210,7 @@ def set_triage(session: Session, scope: Scope, actor: Actor, detection_id: str, 
         previous=previous.value, triage=triage.value,
     )  # fmt: skip
     return detection
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,116 @@
+"""REST endpoints of the statistics: the figures as JSON (each with its evidence link), CSV and XLSX.
+
+Any logged-in caller (auditors too) reads the figures of their own scope; a unit outside it answers 404. The
+period is [start, end): ISO dates (the first moment of that day in Vietnam's time) or ISO times (without an
+offset, Vietnam's time); without both, the current quarter.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from garrison.server.deps import CurrentCaller, DbSession, Settings
+from garrison.server.errors import ERROR_RESPONSES, BadRequest
+from garrison.server.reports import exports, statistics
+from garrison.server.reports.schemas import StatisticsOut, statistics_out
+from garrison.server.wire import ID_MAX
+
+router = APIRouter(prefix="/api/v1", tags=["statistics"], responses=ERROR_RESPONSES)
+
+UnitId = Annotated[int | None, Query(ge=1, le=ID_MAX, description="the subtree's root; default the caller's scope")]
+Moment = Annotated[str | None, Query(max_length=40, description="ISO date or time; default the current quarter")]
+Top = Annotated[int, Query(ge=1, le=100, description="how many malware names")]
+Lang = Annotated[exports.Language, Query(description="language of the file's labels")]
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _moment(value: str, name: str) -> datetime:
+    try:
+        if len(value) == 10:
+            return statistics.day_start(date.fromisoformat(value))
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO date (2026-01-01) or time (2026-01-01T08:00:00+07:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=statistics.ZONE)
+
+
+def period(start: str | None, end: str | None) -> tuple[datetime, datetime]:
+    """The requested period, or the current quarter when neither bound is given."""
+    if start is None and end is None:
+        return statistics.quarter_bounds(*statistics.current_quarter())
+    if start is None or end is None:
+        raise BadRequest("give both start and end, or neither (the current quarter)")
+    return _moment(start, "start"), _moment(end, "end")
+
+
+def _compute(
+    session: DbSession, caller: CurrentCaller, settings: Settings, unit_id: int | None, start: str | None,
+    end: str | None, top: int,
+) -> statistics.Statistics:  # fmt: skip
+    first, after = period(start, end)
+    return statistics.compute(
+        session, caller.scope, unit_id, first, after, heartbeat_seconds=settings.heartbeat_seconds, top=top
+    )
+
+
+@router.get("/statistics", response_model=StatisticsOut)
+def get_statistics(
+    session: DbSession,
+    caller: CurrentCaller,
+    settings: Settings,
+    unit_id: UnitId = None,
+    start: Moment = None,
+    end: Moment = None,
+    top: Top = statistics.TOP_NAMES,
+) -> StatisticsOut:
+    stats = _compute(session, caller, settings, unit_id, start, end, top)
+    return statistics_out(stats, caller.scope.path)
+
+
+def _filename(stats: statistics.Statistics, extension: str) -> str:
+    first = stats.start.astimezone(statistics.ZONE)
+    unit = f"-unit{stats.unit_id}" if stats.unit_id is not None else ""
+    return f"garrison-statistics{unit}-{first:%Y%m%d}-{stats.end.astimezone(statistics.ZONE):%Y%m%d}.{extension}"
+
+
+@router.get("/statistics.csv", response_class=Response)
+def statistics_csv(
+    session: DbSession,
+    caller: CurrentCaller,
+    settings: Settings,
+    unit_id: UnitId = None,
+    start: Moment = None,
+    end: Moment = None,
+    top: Top = statistics.TOP_NAMES,
+    lang: Lang = "vi",
+) -> Response:
+    stats = _compute(session, caller, settings, unit_id, start, end, top)
+    return Response(
+        exports.to_csv(stats, lang),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{_filename(stats, "csv")}"'},
+    )
+
+
+@router.get("/statistics.xlsx", response_class=Response)
+def statistics_xlsx(
+    session: DbSession,
+    caller: CurrentCaller,
+    settings: Settings,
+    unit_id: UnitId = None,
+    start: Moment = None,
+    end: Moment = None,
+    top: Top = statistics.TOP_NAMES,
+    lang: Lang = "vi",
+) -> Response:
+    stats = _compute(session, caller, settings, unit_id, start, end, top)
+    return Response(
+        exports.to_xlsx(stats, lang),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{_filename(stats, "xlsx")}"'},
+    )

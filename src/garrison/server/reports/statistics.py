@@ -1,0 +1,399 @@
+"""Infection and protection statistics of a unit subtree over a period, computed by the database.
+
+``compute`` answers the figures the national report asks for (regulations.md §7–§8): endpoints declared, enrolled,
+online, protected, firewall on, signatures out of date; detections by name and type, infected endpoints, removed,
+quarantined and outstanding infections, time from detection to removal; and the same period figures for the
+previous period of the same length. Every figure is one aggregate query (filtered counts, GROUP BY, COUNT
+DISTINCT); nothing loops over agents or detections in Python. Read-only: it never writes, and it does not format
+anything (the API, the exports and the console do).
+
+Definitions (the API documentation repeats them):
+
+- *enrolled*: agents enrolled before the period's end and not revoked then (revoked later still counts).
+- *online*, *protected*, *firewall on*, *signatures older than N days*: the state **now**, whatever the period
+  (nothing keeps their history): online as ``agents.service.state_of`` says it (heard from within three of its
+  heartbeat intervals plus a minute), protected = online with real-time protection on, firewall on = the last
+  heartbeat of a computer not revoked said so, out of date = ``updates.service.outdated``.
+- *removed*: the agent quarantined or deleted the file when it found it, successfully (``action`` quarantine or
+  delete, ``action_ok``); *quarantined* and *deleted* split it.
+- *resolved*: not removed by the agent, but marked resolved by a person (dealt with by hand).
+- *outstanding*: not removed by the agent (report only, or the action failed) and still to review (triage
+  ``new``): neither resolved nor a false alarm.
+- *infected endpoints*: distinct computers with a detection in the period that is not a false alarm.
+- *time to removal*: over the removed and resolved detections of the period, 0 for a removal by the agent (it acts
+  when it detects) and ``triaged_at - occurred_at`` for a resolution by a person. Delete tasks act on files already
+  in quarantine, so they do not end an infection and do not count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Float,
+    Interval,
+    Select,
+    and_,
+    case,
+    cast,
+    distinct,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session
+
+from garrison.protocol.events import Action
+from garrison.server.agents.models import Agent
+from garrison.server.agents.service import OFFLINE_AFTER_INTERVALS
+from garrison.server.auth.scope import Scope
+from garrison.server.db import utcnow
+from garrison.server.detections.models import Detection, Triage
+from garrison.server.errors import BadRequest
+from garrison.server.units import service as units
+from garrison.server.units.models import Unit
+from garrison.server.updates.service import outdated
+
+#: The calendar of quarters and of the console's days: Vietnam's (no time zone setting exists on the server; this
+#: is the console's ``i18n.DISPLAY_ZONE``). Vietnam has no daylight saving time.
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+TOP_NAMES = 10
+OUTDATED_DAYS = (7, 15)
+#: Longest period asked for at once (a few years); longer is a mistake, not a report.
+MAX_PERIOD = timedelta(days=3 * 366)
+REMOVING_ACTIONS = (Action.QUARANTINE.value, Action.DELETE.value)
+
+
+# -- quarters ---------------------------------------------------------------------------------------------------
+
+
+def quarter_bounds(year: int, quarter: int, zone: tzinfo = ZONE) -> tuple[datetime, datetime]:
+    """The first moment of quarter ``quarter`` (1–4) of ``year`` and of the next quarter, in ``zone``, as UTC."""
+    if not 1 <= quarter <= 4:
+        raise ValueError(f"a quarter is 1 to 4, not {quarter}")
+    first = date(year, 3 * quarter - 2, 1)
+    after = date(year + 1, 1, 1) if quarter == 4 else date(year, 3 * quarter + 1, 1)
+    return day_start(first, zone), day_start(after, zone)
+
+
+def current_quarter(now: datetime | None = None, zone: tzinfo = ZONE) -> tuple[int, int]:
+    """The (year, quarter) that ``now`` (default: the present) falls in, in ``zone``."""
+    local = (now or utcnow()).astimezone(zone)
+    return local.year, (local.month - 1) // 3 + 1
+
+
+def day_start(day: date, zone: tzinfo = ZONE) -> datetime:
+    """The first moment of ``day`` in ``zone``, in UTC (SQLite compares the stored UTC times as text)."""
+    return datetime.combine(day, time(), zone).astimezone(UTC)
+
+
+# -- the figures ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Declared endpoints of the subtree's units, and the state of its computers now."""
+
+    declared_servers: int
+    declared_workstations: int
+    declared_other: int
+    active: int  # not revoked now
+    online: int
+    protected: int  # online with real-time protection on
+    realtime_on: int  # not revoked, real-time protection on (online or not)
+    firewall_on: int
+    firewall_unknown: int  # never said (older agents, systems without a firewall Garrison can read)
+    signatures_7: int  # signatures older than 7 days, or never reported
+    signatures_15: int
+
+    @property
+    def declared(self) -> int:
+        return self.declared_servers + self.declared_workstations + self.declared_other
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodCounts:
+    """The figures of one period (the requested one, or the one before it)."""
+
+    enrolled: int  # at the period's end
+    detections: int
+    names: int  # distinct malware names
+    infected_endpoints: int
+    removed: int
+    quarantined: int
+    deleted: int
+    action_failed: int  # the agent tried to quarantine or delete, and could not
+    resolved: int
+    outstanding: int
+    false_positives: int
+
+    FIELDS = (
+        "enrolled",
+        "detections",
+        "names",
+        "infected_endpoints",
+        "removed",
+        "quarantined",
+        "deleted",
+        "action_failed",
+        "resolved",
+        "outstanding",
+        "false_positives",
+    )
+
+    def minus(self, other: PeriodCounts) -> PeriodCounts:
+        return PeriodCounts(*(getattr(self, f) - getattr(other, f) for f in self.FIELDS))
+
+
+EMPTY = PeriodCounts(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class NameCount:
+    """A malware name (or a detection type) with its detections and the distinct computers they were on."""
+
+    name: str
+    detections: int
+    computers: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalTime:
+    """Time from detection to removal, in seconds, over ``count`` removed or resolved detections."""
+
+    count: int
+    median_seconds: float | None
+    mean_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    unit_id: int | None  # None: the caller's whole scope
+    unit_path: str  # the subtree's materialised path ("/" for the whole tree)
+    start: datetime
+    end: datetime
+    previous_start: datetime  # the previous period is [previous_start, start)
+    computed_at: datetime
+    endpoints: Endpoints
+    current: PeriodCounts
+    previous: PeriodCounts
+    by_name: list[NameCount]  # the top names, most detections first
+    by_kind: list[NameCount]  # every detection type, most detections first
+    time_to_removal: RemovalTime
+
+    @property
+    def trend(self) -> PeriodCounts:
+        """This period's figures minus the previous period's."""
+        return self.current.minus(self.previous)
+
+
+def compute(
+    session: Session,
+    scope: Scope,
+    unit_id: int | None,
+    start: datetime,
+    end: datetime,
+    *,
+    heartbeat_seconds: float = 60.0,
+    now: datetime | None = None,
+    top: int = TOP_NAMES,
+) -> Statistics:
+    """The figures of ``unit_id``'s subtree (None: the caller's whole scope) for the period [start, end).
+
+    A unit outside ``scope`` is :class:`NotFound`. ``heartbeat_seconds`` is the server's default interval, for
+    agents that were never given one (as ``agents.service.state_of`` takes it). Naive times are taken as UTC.
+    """
+    start, end = _utc(start), _utc(end)
+    if not start < end:
+        raise BadRequest("the period must end after it starts")
+    if end - start > MAX_PERIOD:
+        raise BadRequest("the period is longer than three years")
+    now = _utc(now or utcnow())
+    path = units.get(session, scope, unit_id).path if unit_id is not None else scope.path
+    previous_start = start - (end - start)
+    current, previous = _period_counts(session, path, previous_start, start, end)
+    removed_and_resolved = _removal_time(session, path, start, end)
+    return Statistics(
+        unit_id=unit_id,
+        unit_path=path,
+        start=start,
+        end=end,
+        previous_start=previous_start,
+        computed_at=now,
+        endpoints=_endpoints(session, path, now, heartbeat_seconds),
+        current=_with_enrolled(current, _enrolled(session, path, end)),
+        previous=_with_enrolled(previous, _enrolled(session, path, start)),
+        by_name=_top(session, path, start, end, Detection.name, top),
+        by_kind=_top(session, path, start, end, Detection.kind, None),
+        time_to_removal=removed_and_resolved,
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _under(column: Any, path: str) -> ColumnElement[bool]:
+    """``column`` (a unit id) is a unit of the subtree at ``path``."""
+    if path == "/":
+        return true()
+    return column.in_(select(Unit.id).where(Unit.path.startswith(path)))  # type: ignore[no-any-return]
+
+
+# -- endpoints --------------------------------------------------------------------------------------------------
+
+
+def online_condition(session: Session, now: datetime, heartbeat_seconds: float) -> ColumnElement[bool]:
+    """The SQL form of ``agents.service.state_of(...) is ONLINE``: not revoked, and heard from within
+    ``OFFLINE_AFTER_INTERVALS`` of its own heartbeat interval (else ``heartbeat_seconds``) plus a minute."""
+    interval = func.coalesce(Agent.heartbeat_seconds, cast(literal(heartbeat_seconds), Float))
+    window: ColumnElement[float] = interval * OFFLINE_AFTER_INTERVALS + 60
+    if session.get_bind().dialect.name == "postgresql":
+        second = literal_column("interval '1 second'", type_=Interval)
+        recent = Agent.last_seen_at >= literal(now, DateTime(timezone=True)) - window * second
+    else:
+        # SQLite keeps the UTC times as text; julianday() reads them (days, with fractions).
+        moment = now.replace(tzinfo=None).isoformat(sep=" ")
+        recent = func.julianday(Agent.last_seen_at) >= func.julianday(moment) - window / 86400.0
+    return and_(Agent.revoked.is_(False), Agent.last_seen_at.is_not(None), recent)
+
+
+def _endpoints(session: Session, path: str, now: datetime, heartbeat_seconds: float) -> Endpoints:
+    declared = session.execute(
+        select(
+            func.coalesce(func.sum(Unit.declared_servers), 0),
+            func.coalesce(func.sum(Unit.declared_workstations), 0),
+            func.coalesce(func.sum(Unit.declared_other), 0),
+        ).where(Unit.path.startswith(path) if path != "/" else true())
+    ).one()
+    active = Agent.revoked.is_(False)
+    online = online_condition(session, now, heartbeat_seconds)
+    row = session.execute(
+        select(
+            func.count().filter(active),
+            func.count().filter(online),
+            func.count().filter(and_(online, Agent.realtime_enabled.is_(True))),
+            func.count().filter(and_(active, Agent.realtime_enabled.is_(True))),
+            func.count().filter(and_(active, Agent.firewall_enabled.is_(True))),
+            func.count().filter(and_(active, Agent.firewall_enabled.is_(None))),
+            *(func.count().filter(and_(active, outdated(days, now))) for days in OUTDATED_DAYS),
+        ).where(_under(Agent.unit_id, path))
+    ).one()
+    return Endpoints(*(int(n) for n in declared), *(int(n) for n in row))
+
+
+def _enrolled(session: Session, path: str, moment: datetime) -> int:
+    """Agents enrolled before ``moment`` and not revoked by then."""
+    not_revoked = or_(Agent.revoked.is_(False), and_(Agent.revoked_at.is_not(None), Agent.revoked_at >= moment))
+    query = select(func.count()).select_from(Agent).where(_under(Agent.unit_id, path))
+    return session.scalar(query.where(Agent.enrolled_at < moment, not_revoked)) or 0
+
+
+def _with_enrolled(counts: PeriodCounts, enrolled: int) -> PeriodCounts:
+    return PeriodCounts(enrolled, *(getattr(counts, f) for f in PeriodCounts.FIELDS[1:]))
+
+
+# -- detections -------------------------------------------------------------------------------------------------
+
+
+def _removed() -> ColumnElement[bool]:
+    return and_(Detection.action.in_(REMOVING_ACTIONS), Detection.action_ok.is_(True))
+
+
+def _resolved() -> ColumnElement[bool]:
+    return and_(not_(_removed()), Detection.triage == Triage.RESOLVED)
+
+
+def _in_period(path: str, start: datetime, end: datetime) -> ColumnElement[bool]:
+    return and_(_under(Detection.unit_id, path), Detection.occurred_at >= start, Detection.occurred_at < end)
+
+
+def _period_counts(
+    session: Session, path: str, previous_start: datetime, start: datetime, end: datetime
+) -> tuple[PeriodCounts, PeriodCounts]:
+    """Detection figures of [start, end) and of [previous_start, start), in one pass (``enrolled`` left 0)."""
+    period = case((Detection.occurred_at >= start, 1), else_=0).label("period")
+    removed = _removed()
+    real = Detection.triage != Triage.FALSE_POSITIVE
+    query = (
+        select(
+            period,
+            func.count(),
+            func.count(distinct(Detection.name)),
+            func.count(distinct(case((real, Detection.agent_id)))),
+            func.count().filter(removed),
+            func.count().filter(and_(removed, Detection.action == Action.QUARANTINE.value)),
+            func.count().filter(and_(removed, Detection.action == Action.DELETE.value)),
+            func.count().filter(and_(Detection.action.in_(REMOVING_ACTIONS), Detection.action_ok.is_(False))),
+            func.count().filter(_resolved()),
+            func.count().filter(and_(not_(removed), Detection.triage == Triage.NEW)),
+            func.count().filter(Detection.triage == Triage.FALSE_POSITIVE),
+        )
+        .where(_in_period(path, previous_start, end))
+        .group_by(period)
+    )
+    found = {row[0]: PeriodCounts(0, *(int(n) for n in row[1:])) for row in session.execute(query)}
+    return found.get(1, EMPTY), found.get(0, EMPTY)
+
+
+def _top(
+    session: Session, path: str, start: datetime, end: datetime, column: Any, limit: int | None
+) -> list[NameCount]:
+    found = func.count()
+    query: Select[Any] = (
+        select(column, found, func.count(distinct(Detection.agent_id)))
+        .where(_in_period(path, start, end))
+        .group_by(column)
+        .order_by(found.desc(), column)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [NameCount(name, n, computers) for name, n, computers in session.execute(query)]
+
+
+def _resolution_seconds(session: Session) -> ColumnElement[Any]:
+    """Seconds from detection to a person's resolution, never negative (clocks differ)."""
+    if session.get_bind().dialect.name == "postgresql":
+        seconds: ColumnElement[Any] = func.extract("epoch", Detection.triaged_at - Detection.occurred_at)
+    else:
+        seconds = (func.julianday(Detection.triaged_at) - func.julianday(Detection.occurred_at)) * 86400.0
+    return case((seconds < 0, 0.0), else_=seconds)
+
+
+def _removal_time(session: Session, path: str, start: datetime, end: datetime) -> RemovalTime:
+    """Median and mean of 0 for each removal by the agent and of the resolution time of each resolved detection.
+
+    The zeros are counted, not listed; the median is then at most two resolution times, read by the database
+    at their rank (ORDER BY … OFFSET), so nothing is fetched row by row.
+    """
+    seconds = _resolution_seconds(session)
+    period = _in_period(path, start, end)
+    resolved = and_(period, _resolved(), Detection.triaged_at.is_not(None))
+    zeros, timed, total = session.execute(
+        select(
+            func.count().filter(_removed()),
+            func.count().filter(and_(_resolved(), Detection.triaged_at.is_not(None))),
+            func.coalesce(func.sum(case((and_(_resolved(), Detection.triaged_at.is_not(None)), seconds))), 0.0),
+        ).where(period)
+    ).one()
+    count = int(zeros) + int(timed)
+    if count == 0:
+        return RemovalTime(0, None, None)
+    middle = []
+    for rank in sorted({(count + 1) // 2, (count + 2) // 2}):  # 1-based; one rank when count is odd
+        if rank <= zeros:
+            middle.append(0.0)
+        else:
+            value = session.scalar(select(seconds).where(resolved).order_by(seconds).offset(rank - zeros - 1).limit(1))
+            middle.append(float(value or 0.0))
+    median = sum(middle) / len(middle)
+    return RemovalTime(count, round(median, 3), round(float(total) / count, 3))

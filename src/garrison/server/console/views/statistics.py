@@ -59,7 +59,7 @@ PERIOD_LABELS = {
     "detections": (N_("Detections"), N_("times Garrison found malware")),
     "infected_endpoints": (N_("Infected computers"), N_("computers where malware was found (false alarms left out)")),
     "removed": (N_("Removed by Garrison"), N_("quarantined or deleted when found")),
-    "quarantined": (N_("Quarantined"), N_("files moved into quarantine when found")),
+    "quarantined": (N_("Put in quarantine"), N_("files moved into quarantine when found")),
     "outstanding": (N_("Still to deal with"), N_("not removed, and nobody has reviewed them yet")),
 }
 # The other figures of the period, in the table of details.

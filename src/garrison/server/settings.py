@@ -47,6 +47,14 @@ class ServerSettings(configfile.FileSettings):
         tuf_root_days, tuf_targets_days, tuf_snapshot_days, tuf_timestamp_hours: how long each role's signed
             metadata stays valid (the server re-signs targets, snapshot and timestamp before they expire; root
             needs the offline root key, and the console warns 30 days before).
+        national_organ_id, national_organ_name: the agency's code (e.g. ``000.00.00.H35``) and name in the
+            AVReport sent to the national authority (``MessageHeader/From``); the export refuses without them.
+        national_organ_address, national_email, national_telephone, national_fax, national_website: the rest of
+            ``MessageHeader/From`` (may stay empty).
+        national_product: the ``AVReport name`` attribute, the anti-malware product reported.
+        national_key_file, national_cert_file: the agency's RSA private key (unencrypted PEM, readable by the
+            server only) and its X.509 certificate (PEM, optionally followed by its chain) that AVReport
+            documents are signed with; the export refuses without them.
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
@@ -77,6 +85,16 @@ class ServerSettings(configfile.FileSettings):
     tuf_targets_days: float = Field(default=90.0, gt=0)
     tuf_snapshot_days: float = Field(default=7.0, gt=0)
     tuf_timestamp_hours: float = Field(default=24.0, gt=0)
+    national_organ_id: str = Field(default="", max_length=64)
+    national_organ_name: str = Field(default="", max_length=255)
+    national_organ_address: str = Field(default="", max_length=255)
+    national_email: str = Field(default="", max_length=255)
+    national_telephone: str = Field(default="", max_length=64)
+    national_fax: str = Field(default="", max_length=64)
+    national_website: str = Field(default="", max_length=255)
+    national_product: str = Field(default="Garrison", max_length=128)
+    national_key_file: Path | None = None
+    national_cert_file: Path | None = None
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"

@@ -128,6 +128,8 @@ ACTION_LABELS = {
     "agent_release.general": N_("Sent an agent version to every computer"),
     "agent_release.pulled": N_("Took back an agent version"),
     "sharing.stix_export": N_("Exported indicators (STIX 2.1)"),
+    "sharing.avreport_export": N_("Exported the report to the national authority (AVReport)"),
+    "report.quarterly_export": N_("Exported the quarterly report"),
 }
 STATE_LABELS = {
     "online": N_("Online"),

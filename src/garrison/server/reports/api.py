@@ -8,14 +8,16 @@ offset, Vietnam's time); without both, the current quarter.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
+from garrison.server.audit.service import record
+from garrison.server.db import utcnow
 from garrison.server.deps import CurrentCaller, DbSession, Settings
 from garrison.server.errors import ERROR_RESPONSES, BadRequest
-from garrison.server.reports import exports, statistics
+from garrison.server.reports import exports, quarterly, statistics
 from garrison.server.reports.schemas import StatisticsOut, statistics_out
 from garrison.server.wire import ID_MAX
 
@@ -113,4 +115,85 @@ def statistics_xlsx(
         exports.to_xlsx(stats, lang),
         media_type=XLSX,
         headers={"Content-Disposition": f'attachment; filename="{_filename(stats, "xlsx")}"'},
+    )
+
+
+# -- the quarterly report (reports/quarterly.py) ----------------------------------------------------------------
+
+ReportText = Annotated[str, Query(max_length=200, description="printed as is; empty: a dotted blank to fill in")]
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@router.get(
+    "/reports/quarterly.{file_format}",
+    response_class=Response,
+    responses={200: {"content": {DOCX: {}, XLSX: {}}, "description": "the report, as a file download"}},
+)
+def quarterly_report(
+    session: DbSession,
+    caller: CurrentCaller,
+    settings: Settings,
+    file_format: Annotated[Literal["docx", "xlsx"], Path(description="docx: the document; xlsx: its tables")],
+    unit_id: UnitId = None,
+    year: Annotated[int | None, Query(ge=2000, le=2100, description="default: the current quarter's")] = None,
+    quarter: Annotated[int | None, Query(ge=1, le=4, description="default: the current quarter")] = None,
+    lang: Lang = "vi",
+    number: ReportText = "",
+    symbol: Annotated[str | None, Query(max_length=64, description="after BC-; default the unit's code")] = None,
+    recipient: ReportText = "",
+    place: ReportText = "",
+    issued: Annotated[date | None, Query(description="the date line; default today (Vietnam)")] = None,
+    signer_title: ReportText = "",
+    signer_name: ReportText = "",
+    parent_agency: Annotated[str | None, Query(max_length=200, description="default the parent unit's name")] = None,
+) -> Response:
+    """The quarterly malware-infection report of a unit subtree (default: the caller's scope) as an editable DOCX
+    in the shape of a Vietnamese administrative document, or an XLSX of its tables. Open to every logged-in person
+    within their scope (auditors too); a unit outside it is 404. Recorded in the audit log."""
+    if (year is None) != (quarter is None):
+        raise BadRequest("give both year and quarter, or neither (the current quarter)")
+    if year is None or quarter is None:
+        year, quarter = statistics.current_quarter()
+    unit = quarterly.report_unit(session, caller.scope, unit_id)
+    first, after = statistics.quarter_bounds(year, quarter)
+    stats = statistics.compute(
+        session,
+        caller.scope,
+        unit.id if unit is not None else None,
+        first,
+        after,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+    info = quarterly.ReportInfo(
+        year=year,
+        quarter=quarter,
+        agency=unit.name if unit is not None else "",
+        parent_agency=quarterly.parent_name(session, unit) if parent_agency is None else parent_agency,
+        number=number,
+        symbol=((unit.code or "") if unit is not None else "") if symbol is None else symbol,
+        recipient=recipient,
+        place=place,
+        issued=issued or utcnow().astimezone(statistics.ZONE).date(),
+        signer_title=signer_title,
+        signer_name=signer_name,
+    )
+    build = quarterly.build_docx if file_format == "docx" else quarterly.build_xlsx
+    body = build(stats, info, lang)
+    record(
+        session,
+        caller.actor,
+        "report.quarterly_export",
+        "unit",
+        unit.id if unit is not None else None,
+        unit_id=unit.id if unit is not None else None,
+        year=year,
+        quarter=quarter,
+        format=file_format,
+        language=lang,
+    )
+    name = f"garrison-bao-cao-q{quarter}-{year}{f'-unit{unit.id}' if unit is not None else ''}.{file_format}"
+    return Response(
+        body,
+        media_type=DOCX if file_format == "docx" else XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
     )

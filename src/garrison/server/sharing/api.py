@@ -1,4 +1,5 @@
-"""REST endpoint of sharing: the STIX 2.1 indicator bundle of a unit subtree."""
+"""REST endpoints of sharing: the STIX 2.1 indicator bundle of a unit subtree, and the signed AVReport for the
+national authority."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from garrison.server.deps import CurrentCaller, DbSession
+from garrison.server.deps import AdminCaller, CurrentCaller, DbSession, Settings
 from garrison.server.errors import ERROR_RESPONSES
-from garrison.server.sharing import stix
+from garrison.server.sharing import avreport, stix
 from garrison.server.wire import ID_MAX
 
 router = APIRouter(prefix="/api/v1/sharing", tags=["sharing"], responses=ERROR_RESPONSES)
@@ -36,5 +37,34 @@ def stix_export(
     return Response(
         made.body.encode(),
         media_type=stix.MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{made.filename}"', "Cache-Control": "no-store"},
+    )
+
+
+@router.get(
+    "/avreport",
+    response_class=Response,
+    responses={
+        200: {"content": {avreport.MEDIA_TYPE: {}}, "description": "the signed AVReport document, as a file download"},
+        409: {"description": "the organisation codes or the signing key and certificate are not configured"},
+    },
+)
+def avreport_export(
+    session: DbSession,
+    caller: AdminCaller,
+    settings: Settings,
+    unit_id: Annotated[int | None, Query(ge=1, le=ID_MAX, description="subtree root; default: the whole tree")] = None,
+    start: Annotated[datetime | None, Query(description="first moment included (default: the quarter's)")] = None,
+    end: Annotated[datetime | None, Query(description="first moment excluded (default: the quarter's end)")] = None,
+) -> Response:
+    """The AVReport of a unit subtree for [start, end) (default: the current quarter) in the edXML envelope of
+    QCVN 102:2016, signed with XML-DSig (rsa-sha256, the agency's X.509 certificate), as the national authority
+    receives it: per-computer infections of the period, and the operating system, signature age, real-time
+    protection and firewall of every computer now. Province-wide administrators only (it names computers);
+    recorded in the audit log. 409 until the organisation and the signing key are configured."""
+    made = avreport.export(session, settings, caller.scope, caller.actor, unit_id=unit_id, start=start, end=end)
+    return Response(
+        made.body,
+        media_type=avreport.MEDIA_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{made.filename}"', "Cache-Control": "no-store"},
     )

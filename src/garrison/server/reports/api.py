@@ -80,8 +80,13 @@ def _filename(stats: statistics.Statistics, extension: str) -> str:
     return f"garrison-statistics{unit}-{first:%Y%m%d}-{stats.end.astimezone(statistics.ZONE):%Y%m%d}.{extension}"
 
 
-@router.get("/statistics.csv", response_class=Response)
-def statistics_csv(
+#: The exports of the figures: how each is made and its media type.
+_EXPORTS = {"csv": (exports.to_csv, "text/csv; charset=utf-8"), "xlsx": (exports.to_xlsx, XLSX)}
+
+
+@router.get("/statistics.{file_format}", response_class=Response)
+def statistics_export(
+    file_format: Literal["csv", "xlsx"],
     session: DbSession,
     caller: CurrentCaller,
     settings: Settings,
@@ -91,30 +96,13 @@ def statistics_csv(
     top: Top = statistics.TOP_NAMES,
     lang: Lang = "vi",
 ) -> Response:
+    """The figures as CSV (UTF-8 with a byte-order mark, formula-safe cells) or as an XLSX workbook."""
     stats = _compute(session, caller, settings, unit_id, start, end, top)
+    make, media_type = _EXPORTS[file_format]
     return Response(
-        exports.to_csv(stats, lang),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{_filename(stats, "csv")}"'},
-    )
-
-
-@router.get("/statistics.xlsx", response_class=Response)
-def statistics_xlsx(
-    session: DbSession,
-    caller: CurrentCaller,
-    settings: Settings,
-    unit_id: UnitId = None,
-    start: Moment = None,
-    end: Moment = None,
-    top: Top = statistics.TOP_NAMES,
-    lang: Lang = "vi",
-) -> Response:
-    stats = _compute(session, caller, settings, unit_id, start, end, top)
-    return Response(
-        exports.to_xlsx(stats, lang),
-        media_type=XLSX,
-        headers={"Content-Disposition": f'attachment; filename="{_filename(stats, "xlsx")}"'},
+        make(stats, lang),
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{_filename(stats, file_format)}"'},
     )
 
 

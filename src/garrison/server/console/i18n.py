@@ -162,6 +162,63 @@ _EXPLAINED: list[tuple[re.Pattern[str], str]] = [
     for p, m in [
         (r"wrong username, password or one-time code", N_("The username, password or one-time code is wrong.")),
         (r"not logged in", N_("Please log in.")),
+        # The update channel (updates.releases, updates.rollout, the agent-software form).
+        (
+            r"the signature set does not compile, so it was not published: (?P<detail>.*)",
+            N_(
+                "The signatures could not be checked, so nothing was published and the computers keep the current "
+                "release. Correct or disable the source that is wrong. Reason given by the engine: %(detail)s"
+            ),
+        ),
+        (
+            r"the signature set is not valid, so it was not published: (?P<detail>.*)",
+            N_(
+                "The signatures are not valid, so nothing was published and the computers keep the current "
+                "release. Reason given by the engine: %(detail)s"
+            ),
+        ),
+        (
+            r"release (?P<n>\d+) is (?P<stage>\w+), not a canary release",
+            N_("Release %(n)s is not on trial any more: it cannot be promoted."),
+        ),
+        (r"release (?P<n>\d+) was already pulled back", N_("Release %(n)s was already taken back.")),
+        (
+            r"there is no release before (?P<n>\d+) to go back to",
+            N_("There is no earlier release to go back to: release %(n)s cannot be taken back."),
+        ),
+        (
+            r"release (?P<n>\d+) is no longer kept on this server",
+            N_(
+                "Release %(n)s is no longer kept on this server, so its content cannot be restored. Publish a "
+                "corrected release instead."
+            ),
+        ),
+        (r"no release (?P<n>\d+)", N_("There is no release %(n)s.")),
+        (r"no agent group \d+", N_("This group does not exist any more. Choose another one.")),
+        (
+            r"the canary time must be between 0 and 720 hours",
+            N_("The trial time must be a number of hours from 0 to 720."),
+        ),
+        (r"'(?P<version>.*)' is not a version", N_("“%(version)s” is not a version number (for example 1.4.2).")),
+        (
+            r"an agent release must be a wheel \(\.whl, a zip file\)",
+            N_("The file must be a Garrison agent package (a .whl file)."),
+        ),
+        (r"agent version (?P<version>.*) was added already", N_("Agent version %(version)s was added already.")),
+        (r"no agent version (?P<version>.*)", N_("There is no agent version %(version)s.")),
+        (
+            r"an agent wheel may be at most (?P<n>\d+) MiB",
+            N_("The agent package may be at most %(n)s MiB."),
+        ),
+        (
+            r"(?P<n>\d+) canary computers reported an update failure",
+            N_("%(n)s computers of the trial group reported an update failure"),
+        ),
+        (
+            r"(?P<n>\d+) false positives were allow-listed since it was published",
+            N_("%(n)s files were allowed as false alarms since it was published"),
+        ),
+        (r"choose a file", N_("Choose a file.")),
         (r"the signature sources changed", N_("The signature sources changed.")),
         (r"published by an admin", N_("Published by an administrator.")),
         (r"published from the command line", N_("Published from the command line.")),

@@ -14,7 +14,6 @@ log; their refusals are shown on the page in plain words, never as a traceback.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -136,88 +135,16 @@ NOTICES: dict[str, tuple[str, str]] = {
 }
 ROTATE_COMMAND = "garrison server updates rotate --root-key FILE"
 
-# The update services' messages (English, for the API) and what the console says instead.
-_EXPLAINED: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(p), m)
-    for p, m in [
-        (
-            r"the signature set does not compile, so it was not published: (?P<detail>.*)",
-            N_(
-                "The signatures could not be checked, so nothing was published and the computers keep the current "
-                "release. Correct or disable the source that is wrong. Reason given by the engine: %(detail)s"
-            ),
-        ),
-        (
-            r"the signature set is not valid, so it was not published: (?P<detail>.*)",
-            N_(
-                "The signatures are not valid, so nothing was published and the computers keep the current "
-                "release. Reason given by the engine: %(detail)s"
-            ),
-        ),
-        (
-            r"release (?P<n>\d+) is (?P<stage>\w+), not a canary release",
-            N_("Release %(n)s is not on trial any more: it cannot be promoted."),
-        ),
-        (r"release (?P<n>\d+) was already pulled back", N_("Release %(n)s was already taken back.")),
-        (
-            r"there is no release before (?P<n>\d+) to go back to",
-            N_("There is no earlier release to go back to: release %(n)s cannot be taken back."),
-        ),
-        (
-            r"release (?P<n>\d+) is no longer kept on this server",
-            N_(
-                "Release %(n)s is no longer kept on this server, so its content cannot be restored. Publish a "
-                "corrected release instead."
-            ),
-        ),
-        (r"no release (?P<n>\d+)", N_("There is no release %(n)s.")),
-        (r"no agent group \d+", N_("This group does not exist any more. Choose another one.")),
-        (
-            r"the canary time must be between 0 and 720 hours",
-            N_("The trial time must be a number of hours from 0 to 720."),
-        ),
-        (r"'(?P<version>.*)' is not a version", N_("“%(version)s” is not a version number (for example 1.4.2).")),
-        (
-            r"an agent release must be a wheel \(\.whl, a zip file\)",
-            N_("The file must be a Garrison agent package (a .whl file)."),
-        ),
-        (r"agent version (?P<version>.*) was added already", N_("Agent version %(version)s was added already.")),
-        (r"no agent version (?P<version>.*)", N_("There is no agent version %(version)s.")),
-        (
-            r"an agent wheel may be at most (?P<n>\d+) MiB",
-            N_("The agent package may be at most %(n)s MiB."),
-        ),
-        (
-            r"(?P<n>\d+) canary computers reported an update failure",
-            N_("%(n)s computers of the trial group reported an update failure"),
-        ),
-        (
-            r"(?P<n>\d+) false positives were allow-listed since it was published",
-            N_("%(n)s files were allowed as false alarms since it was published"),
-        ),
-        (r"choose a file", N_("Choose a file.")),
-    ]
-]
-
-
-def explain(message: str, _: i18n.Gettext) -> str:
-    """An update service's ``message`` in plain words (others go to the console's general explanations)."""
-    for pattern, translated in _EXPLAINED:
-        found = pattern.fullmatch(message)
-        if found:
-            return _(translated) % found.groupdict()
-    return i18n.explain(message, _)
-
 
 def refusal_text(error: ServerError, _: i18n.Gettext) -> str:
     if isinstance(error, Forbidden) or not error.message:
         return i18n.explain_error(error, _)
-    return explain(error.message, _)
+    return i18n.explain(error.message, _)
 
 
 def problems_in_words(text: str, _: i18n.Gettext) -> list[str]:
     """A hold reason (``"; "``-joined canary problems) as sentences of the reader's language."""
-    return [explain(part.strip(), _) for part in text.split("; ") if part.strip()]
+    return [i18n.explain(part.strip(), _) for part in text.split("; ") if part.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +265,7 @@ def _updates_page(
         "groups": groups,
         "releases": listed,
         "hold_reasons": {r.number: problems_in_words(r.hold_reason, _) for r in listed if r.hold_reason},
-        "reasons": {r.number: explain(r.reason, _) for r in listed},
+        "reasons": {r.number: i18n.explain(r.reason, _) for r in listed},
         "running": running(session, scope),
         "pending": service.pending_generation(session),
         "notice": _(DONE[done]) if done in DONE else "",
@@ -482,7 +409,7 @@ def _release_page(
         "computers": running(session, viewer.caller.scope).get(number, 0),
         "problems": problems,
         "hold_reasons": problems_in_words(release.hold_reason, _),
-        "reason": explain(release.reason, _),
+        "reason": i18n.explain(release.reason, _),
         "rollout": settings_row,
         "canary_group": session.get(AgentGroup, settings_row.canary_group_id) if settings_row.canary_group_id else None,
         "canary_hours_text": _hours(settings_row.canary_hours),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -233,6 +234,15 @@ def test_the_service_and_the_previous_period(database: Database, fleet: dict[str
     assert february.previous_start == datetime(2026, 1, 3, 17, tzinfo=UTC)
     assert february.previous.detections == 1  # yte-01's quarantine on 10 January
     assert february.trend.removed == 0
+
+
+def test_a_snapshot_reads_back_equal(database: Database, fleet: dict[str, Any]) -> None:
+    """What a submitted report freezes (``to_json``, stored as JSON) gives back the same statistics."""
+    with database.session() as session:
+        stats = statistics.compute(session, statistics.Scope.whole_tree(), None, *Q1_2026)
+    stored = json.loads(json.dumps(stats.to_json()))
+    assert statistics.Statistics.from_json(stored) == stats
+    assert stats.by_name and stats.current.detections > 0  # the comparison covers real figures
 
 
 def test_bad_periods(client: TestClient, fleet: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -63,8 +63,11 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
         # keep a thread free for the holder.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.agent_max_inflight + 64
         async with anyio.create_task_group() as housekeeping:
+            # Background work, each in a worker thread every so many seconds (0 turns it off; tests do).
             if settings.updates_check_seconds > 0:
-                housekeeping.start_soon(_update_maintenance, database, repository, settings)
+                housekeeping.start_soon(
+                    periodically, settings.updates_check_seconds, updates.maintain, database, repository, settings
+                )
             yield
             housekeeping.cancel_scope.cancel()
 
@@ -136,10 +139,14 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     return app
 
 
-async def _update_maintenance(database: Database, repository: UpdateRepository, settings: ServerSettings) -> None:
-    """The update channel's housekeeping (:func:`garrison.server.updates.service.maintain`), in a worker thread,
-    every ``updates_check_seconds``; the first pass soon after start."""
-    await anyio.sleep(min(5.0, settings.updates_check_seconds))
+async def periodically(seconds: float, work: Callable[..., object], *args: object) -> None:
+    """Run ``work(*args)`` in a worker thread every ``seconds`` (the first time soon after start) until cancelled.
+
+    A failure is logged and the loop goes on: one bad pass must not stop the server's housekeeping for good."""
+    await anyio.sleep(min(5.0, seconds))
     while True:
-        await anyio.to_thread.run_sync(updates.maintain, database, repository, settings)
-        await anyio.sleep(settings.updates_check_seconds)
+        try:
+            await anyio.to_thread.run_sync(work, *args)
+        except Exception:
+            logger.exception("background work %s failed; it runs again in %s s", work.__qualname__, seconds)
+        await anyio.sleep(seconds)

@@ -5,6 +5,7 @@ from garrison.server.audit.models import AuditEvent
 from garrison.server.auth.models import ApiToken, ConsoleSession, LoginAttempt, Role, SetupToken, User
 from garrison.server.detections.models import Detection, Triage
 from garrison.server.policies.models import AgentGroup, AllowedFile, Policy, PolicyAssignment, PolicyState
+from garrison.server.reports.models import ReportSubmission
 from garrison.server.signatures.models import LocalSignature, SignatureSource, SignatureState
 from garrison.server.tasks.models import QuarantinedFile, Sample, Task, TaskRun
 from garrison.server.units.models import Unit, UnitKind
@@ -27,6 +28,7 @@ __all__ = [
     "PolicyState",
     "QuarantinedFile",
     "Release",
+    "ReportSubmission",
     "Role",
     "RolloutSettings",
     "Sample",

@@ -27,7 +27,7 @@ Definitions (the API documentation repeats them):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -194,6 +194,33 @@ class Statistics:
     def trend(self) -> PeriodCounts:
         """This period's figures minus the previous period's."""
         return self.current.minus(self.previous)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every figure as JSON-ready values (times in ISO 8601 UTC): what a frozen snapshot stores, and what
+        :meth:`from_json` reads back into equal statistics."""
+        figures = asdict(self)
+        for key in ("start", "end", "previous_start", "computed_at"):
+            figures[key] = getattr(self, key).isoformat()
+        return figures
+
+    @classmethod
+    def from_json(cls, figures: dict[str, Any]) -> Statistics:
+        """The statistics :meth:`to_json` wrote; a key missing or of the wrong type is a ``KeyError`` or
+        ``TypeError`` (snapshots are written by this code, never by users)."""
+        return cls(
+            unit_id=figures["unit_id"],
+            unit_path=figures["unit_path"],
+            start=datetime.fromisoformat(figures["start"]),
+            end=datetime.fromisoformat(figures["end"]),
+            previous_start=datetime.fromisoformat(figures["previous_start"]),
+            computed_at=datetime.fromisoformat(figures["computed_at"]),
+            endpoints=Endpoints(**figures["endpoints"]),
+            current=PeriodCounts(**figures["current"]),
+            previous=PeriodCounts(**figures["previous"]),
+            by_name=[NameCount(**n) for n in figures["by_name"]],
+            by_kind=[NameCount(**n) for n in figures["by_kind"]],
+            time_to_removal=RemovalTime(**figures["time_to_removal"]),
+        )
 
 
 def compute(

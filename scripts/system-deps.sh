@@ -4,9 +4,11 @@
 #   clamav         clamscan and sigtool: tests compare our verdicts with ClamAV's on the same files
 #   yara           the yara CLI, only needed by bench/engine.py
 #   chromium       the headless browser of the console tests (tests/integration/test_console_browser.py)
+#   libreoffice-writer-nogui, fonts-liberation2
+#                  the quarterly report's PDF (the DOCX printed by LibreOffice; Liberation Serif for Times New Roman)
 # Usage: scripts/system-deps.sh [extra packages...]
 set -eu
-want="libarchive13 clamav chromium $*"
+want="libarchive13 clamav chromium libreoffice-writer-nogui fonts-liberation2 $*"
 missing=""
 for pkg in $want; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -128,6 +128,8 @@ def test_a_detection_is_seen_quarantined_and_restored_from_the_console(server: t
             expect(page.locator("main tbody")).to_contain_text("Eicar-Test-Signature")
             page.screenshot(path=shots / "e2e-04-detections.png", full_page=True)
 
+            _the_quarterly_report(page, shots, tmp_path)
+
             # Restore from the quarantine page; the agent does it at its next contact.
             page.click("nav >> text=Cách ly")
             expect(page.locator("main tbody")).to_contain_text("hoá đơn tháng 11.com")
@@ -152,3 +154,34 @@ def test_a_detection_is_seen_quarantined_and_restored_from_the_console(server: t
             browser.close()
             if agent is not None:
                 agent.stop()
+
+
+def _the_quarterly_report(page: Any, shots: Path, tmp_path: Path) -> None:
+    """On the Statistics page, the admin downloads this quarter's report as Word, PDF and Excel: each file holds
+    the detection just made, as the statistics API counts it."""
+    import docx
+    import pypdf
+    from openpyxl import load_workbook
+
+    page.click("nav >> text=Thống kê")
+    page.click("#quarterly-report summary")
+    page.fill("#report-number", "15")
+    page.fill("#report-signer-name", "Trần Văn Minh")
+    page.screenshot(path=shots / "e2e-report-01-form.png", full_page=True)
+    figures = page.request.get(page.url.split("/statistics")[0] + "/api/v1/statistics").json()
+    detections = figures["detections"]["detections"]["value"]
+    assert detections == 1
+    files: dict[str, Path] = {}
+    for kind in ("docx", "pdf", "xlsx"):
+        with page.expect_download() as download:
+            page.click(f"[data-report={kind}]")
+        files[kind] = tmp_path / f"report.{kind}"
+        download.value.save_as(files[kind])
+    document = docx.Document(str(files["docx"]))
+    infections = [[cell.text for cell in row.cells] for row in document.tables[2].rows]
+    assert ["1", "Lượt phát hiện mã độc", str(detections), "", ""] in infections
+    assert document.tables[0].rows[1].cells[0].text.startswith("Số: 15/BC-")
+    printed = " ".join(" ".join(sheet.extract_text().split()) for sheet in pypdf.PdfReader(files["pdf"]).pages)
+    assert f"Lượt phát hiện mã độc {detections}" in printed and "Trần Văn Minh" in printed
+    sheet = load_workbook(files["xlsx"]).worksheets[1]
+    assert ["Lượt phát hiện mã độc", detections] in [list(row[1:3]) for row in sheet.iter_rows(values_only=True)]

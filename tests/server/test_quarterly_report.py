@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import docx
+import pypdf
 import pytest
 from docx.shared import Pt
 from fastapi.testclient import TestClient
@@ -369,7 +370,7 @@ def test_the_whole_province_by_default_and_bad_requests(
     assert declared[LABELS["declared"][0]] == stats.endpoints.declared == 22
     assert _get(client, DOCX_PATH, year=2026).status_code == 400  # a year without its quarter
     assert _get(client, DOCX_PATH, year=2026, quarter=5).status_code in {400, 422}
-    assert _get(client, "/api/v1/reports/quarterly.pdf").status_code in {400, 404, 422}
+    assert _get(client, "/api/v1/reports/quarterly.odt").status_code in {400, 404, 422}
     # Characters XML cannot hold are dropped, not a server error (found by the API fuzzer).
     for path in (DOCX_PATH, XLSX_PATH):
         answer = _get(client, path, number="\x1b12", recipient="Sở\x00 KH&CN", year=2026, quarter=1)
@@ -391,3 +392,49 @@ def test_formatting() -> None:
     assert quarterly.date_line(early, "vi") == "……, ngày 05 tháng 01 năm 2026"  # Decree 30: 0 before 1–9, 1 and 2
     assert quarterly.date_line(early, "en") == "……, 5 January 2026"
     assert quarterly.number_line(info, "vi") == "Số: ……/BC-……"
+
+
+def _pdf_lines(content: bytes) -> tuple[Any, list[str]]:
+    reader = pypdf.PdfReader(io.BytesIO(content))
+    lines = [line.strip() for page in reader.pages for line in page.extract_text().splitlines()]
+    return reader, [line for line in lines if line]
+
+
+def test_the_pdf_is_the_docx_printed(client: TestClient, database: Database, fleet: dict[str, int]) -> None:
+    """The PDF, read back: A4, the fonts embedded, the header, and every figure of the coverage and infection
+    tables on the line of its label, as the statistics service computes them."""
+    params = {"unit_id": fleet["health"], "year": 2026, "quarter": 1, "number": "12", "place": "Bắc Ninh"}
+    answer = _get(client, "/api/v1/reports/quarterly.pdf", **params)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/pdf"
+    assert answer.headers["content-disposition"].endswith(f'-unit{fleet["health"]}.pdf"')
+    reader, lines = _pdf_lines(answer.content)
+    width, height = (float(v) for v in reader.pages[0].mediabox.upper_right)
+    assert (round(width / 72 * 25.4), round(height / 72 * 25.4)) == (210, 297)
+    fonts = {
+        str(font["/BaseFont"])
+        for page in reader.pages
+        for font in page["/Resources"]["/Font"].values()  # type: ignore[index,union-attr]
+    }
+    assert fonts and all("+" in name for name in fonts), fonts  # subsets embedded: prints the same anywhere
+    text = "\n".join(lines)
+    for expected in ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "SỞ Y TẾ", "Số: 12/BC-SYT", "BÁO CÁO"):
+        assert expected in text, expected
+    stats = _stats(database, fleet["health"])
+    coverage, infections = _expected_figures(stats)
+    flowing = " ".join(" ".join(lines).split())  # a label wrapped in its cell reads on as one line
+    for label, (count, share) in {**coverage, **infections}.items():
+        row = f"{label} {count} {share}" if share else f"{label} {count}"
+        assert row in flowing, row
+
+
+def test_without_libreoffice_the_pdf_says_what_to_install(
+    client: TestClient, fleet: dict[str, int], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no soffice on it
+    answer = _get(client, "/api/v1/reports/quarterly.pdf", year=2026, quarter=1)
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "unavailable"
+    assert "libreoffice-writer-nogui" in answer.json()["message"]
+    # The DOCX does not need it.
+    assert _get(client, DOCX_PATH, year=2026, quarter=1).status_code == 200

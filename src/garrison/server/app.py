@@ -39,7 +39,6 @@ from garrison.server.units.api import router as units_router
 from garrison.server.updates import service as updates
 from garrison.server.updates.api import agent_router as updates_agent_router
 from garrison.server.updates.api import router as updates_router
-from garrison.server.updates.repository import UpdateRepository
 from garrison.server.updates.rollout import OfferCache
 
 logger = logging.getLogger(__name__)

@@ -56,6 +56,13 @@ class Conflict(ServerError):
     code = "conflict"
 
 
+class Unavailable(ServerError):
+    """Something the server needs for this request is missing or failing (a program not installed, say)."""
+
+    status = 503
+    code = "unavailable"
+
+
 class TooManyRequests(ServerError):
     status = 429
     code = "too_many_requests"

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from garrison.server.audit.service import record
 from garrison.server.db import utcnow
 from garrison.server.deps import CurrentCaller, DbSession, Settings
-from garrison.server.errors import ERROR_RESPONSES, BadRequest
+from garrison.server.errors import ERROR_RESPONSES, BadRequest, ErrorOut
 from garrison.server.reports import exports, quarterly, statistics
 from garrison.server.reports.schemas import StatisticsOut, statistics_out
 from garrison.server.wire import ID_MAX
@@ -27,8 +27,6 @@ UnitId = Annotated[int | None, Query(ge=1, le=ID_MAX, description="the subtree's
 Moment = Annotated[str | None, Query(max_length=40, description="ISO date or time; default the current quarter")]
 Top = Annotated[int, Query(ge=1, le=100, description="how many malware names")]
 Lang = Annotated[exports.Language, Query(description="language of the file's labels")]
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _moment(value: str, name: str) -> datetime:
@@ -81,7 +79,7 @@ def _filename(stats: statistics.Statistics, extension: str) -> str:
 
 
 #: The exports of the figures: how each is made and its media type.
-_EXPORTS = {"csv": (exports.to_csv, "text/csv; charset=utf-8"), "xlsx": (exports.to_xlsx, XLSX)}
+_EXPORTS = {"csv": (exports.to_csv, "text/csv; charset=utf-8"), "xlsx": (exports.to_xlsx, quarterly.XLSX_TYPE)}
 
 
 @router.get("/statistics.{file_format}", response_class=Response)
@@ -109,19 +107,24 @@ def statistics_export(
 # -- the quarterly report (reports/quarterly.py) ----------------------------------------------------------------
 
 ReportText = Annotated[str, Query(max_length=200, description="printed as is; empty: a dotted blank to fill in")]
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 @router.get(
     "/reports/quarterly.{file_format}",
     response_class=Response,
-    responses={200: {"content": {DOCX: {}, XLSX: {}}, "description": "the report, as a file download"}},
+    responses={
+        200: {"content": {t: {} for _, t in quarterly.FORMATS.values()}, "description": "the report, as a file"},
+        503: {"model": ErrorOut, "description": "PDF asked for and LibreOffice is not installed on the server"},
+    },
 )
 def quarterly_report(
     session: DbSession,
     caller: CurrentCaller,
     settings: Settings,
-    file_format: Annotated[Literal["docx", "xlsx"], Path(description="docx: the document; xlsx: its tables")],
+    file_format: Annotated[
+        Literal["docx", "pdf", "xlsx"],
+        Path(description="docx: the editable document; pdf: the same, printed; xlsx: its tables"),
+    ],
     unit_id: UnitId = None,
     year: Annotated[int | None, Query(ge=2000, le=2100, description="default: the current quarter's")] = None,
     quarter: Annotated[int | None, Query(ge=1, le=4, description="default: the current quarter")] = None,
@@ -136,7 +139,8 @@ def quarterly_report(
     parent_agency: Annotated[str | None, Query(max_length=200, description="default the parent unit's name")] = None,
 ) -> Response:
     """The quarterly malware-infection report of a unit subtree (default: the caller's scope) as an editable DOCX
-    in the shape of a Vietnamese administrative document, or an XLSX of its tables. Open to every logged-in person
+    in the shape of a Vietnamese administrative document, its PDF (LibreOffice on the server), or an XLSX of its
+    tables. Open to every logged-in person
     within their scope (auditors too); a unit outside it is 404. Recorded in the audit log."""
     if (year is None) != (quarter is None):
         raise BadRequest("give both year and quarter, or neither (the current quarter)")
@@ -165,7 +169,7 @@ def quarterly_report(
         signer_title=signer_title,
         signer_name=signer_name,
     )
-    build = quarterly.build_docx if file_format == "docx" else quarterly.build_xlsx
+    build, media_type = quarterly.FORMATS[file_format]
     body = build(stats, info, lang)
     record(
         session,
@@ -182,6 +186,6 @@ def quarterly_report(
     name = f"garrison-bao-cao-q{quarter}-{year}{f'-unit{unit.id}' if unit is not None else ''}.{file_format}"
     return Response(
         body,
-        media_type=DOCX if file_format == "docx" else XLSX,
+        media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
     )

@@ -1,4 +1,4 @@
-"""The quarterly malware-infection report of a unit subtree: an editable DOCX and an XLSX of its tables.
+"""The quarterly malware-infection report of a unit subtree: an editable DOCX, its PDF and an XLSX of its tables.
 
 The DOCX has the shape of a Vietnamese administrative document (Decree 30/2020/NĐ-CP, Annex I; the letter in
 ``shared/docs``): the header table (the agency on the left, the national motto on the right, then the number and
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from garrison.server.auth.scope import Scope
+from garrison.server.reports import pdf
 from garrison.server.reports.exports import LABELS, Language
 from garrison.server.reports.statistics import ZONE, NameCount, PeriodCounts, Statistics
 from garrison.server.units import service as units
@@ -361,6 +362,9 @@ def _setup(document: Any) -> None:
 
 def _widths(table: Any, widths_mm: Sequence[float]) -> None:
     table.autofit = False
+    # Word reads each cell's width, LibreOffice the table's grid (python-docx divides it evenly): set both.
+    for column, width in zip(table.columns, widths_mm, strict=True):
+        column.width = Mm(width)
     for row in table.rows:
         for cell, width in zip(row.cells, widths_mm, strict=True):
             cell.width = Mm(width)
@@ -609,6 +613,22 @@ def build_xlsx(stats: Statistics, info: ReportInfo, language: Language = "vi") -
 
 
 # -- the unit and the info of a request ---------------------------------------------------------------------
+
+
+def build_pdf(stats: Statistics, info: ReportInfo, language: Language = "vi") -> bytes:
+    """The DOCX as printed by LibreOffice (:mod:`garrison.server.reports.pdf`); 503 when it is not installed."""
+    return pdf.docx_to_pdf(build_docx(stats, info, language))
+
+
+Builder = Callable[[Statistics, ReportInfo, Language], bytes]
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: Every file a report is given as: its builder and media type, by extension. Routes pick from here.
+FORMATS: dict[str, tuple[Builder, str]] = {
+    "docx": (build_docx, DOCX_TYPE),
+    "pdf": (build_pdf, "application/pdf"),
+    "xlsx": (build_xlsx, XLSX_TYPE),
+}
 
 
 def report_unit(session: Session, scope: Scope, unit_id: int | None) -> Unit | None:

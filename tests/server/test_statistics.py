@@ -234,6 +234,16 @@ def test_the_service_and_the_previous_period(database: Database, fleet: dict[str
     assert february.previous_start == datetime(2026, 1, 3, 17, tzinfo=UTC)
     assert february.previous.detections == 1  # yte-01's quarantine on 10 January
     assert february.trend.removed == 0
+    # The previous period's names, types and time to removal are those of the previous period computed alone.
+    with database.session() as session:
+        january = statistics.compute(
+            session, statistics.Scope.whole_tree(), None, february.previous_start, february.start
+        )
+    names = {n.name for n in february.by_name}
+    assert february.previous_by_name == [n for n in january.by_name if n.name in names]
+    assert february.previous_by_name  # yte-01's quarantined name was found in both
+    assert february.previous_by_kind == january.by_kind
+    assert february.previous_time_to_removal == january.time_to_removal
 
 
 def test_a_snapshot_reads_back_equal(database: Database, fleet: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ Definitions (the API documentation repeats them):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -189,6 +189,11 @@ class Statistics:
     by_name: list[NameCount]  # the top names, most detections first
     by_kind: list[NameCount]  # every detection type, most detections first
     time_to_removal: RemovalTime
+    # The previous period's figures of the same names (those of ``by_name`` found then; absent ones had none),
+    # every type, and its time to removal: what the trends are drawn from.
+    previous_by_name: list[NameCount] = field(default_factory=list)
+    previous_by_kind: list[NameCount] = field(default_factory=list)
+    previous_time_to_removal: RemovalTime = RemovalTime(0, None, None)
 
     @property
     def trend(self) -> PeriodCounts:
@@ -220,6 +225,11 @@ class Statistics:
             by_name=[NameCount(**n) for n in figures["by_name"]],
             by_kind=[NameCount(**n) for n in figures["by_kind"]],
             time_to_removal=RemovalTime(**figures["time_to_removal"]),
+            previous_by_name=[NameCount(**n) for n in figures.get("previous_by_name", [])],
+            previous_by_kind=[NameCount(**n) for n in figures.get("previous_by_kind", [])],
+            previous_time_to_removal=RemovalTime(
+                **figures.get("previous_time_to_removal", {"count": 0, "median_seconds": None, "mean_seconds": None})
+            ),
         )
 
 
@@ -248,7 +258,7 @@ def compute(
     path = units.get(session, scope, unit_id).path if unit_id is not None else scope.path
     previous_start = start - (end - start)
     current, previous = _period_counts(session, path, previous_start, start, end)
-    removed_and_resolved = _removal_time(session, path, start, end)
+    by_name = _top(session, path, start, end, Detection.name, top)
     return Statistics(
         unit_id=unit_id,
         unit_path=path,
@@ -259,9 +269,14 @@ def compute(
         endpoints=_endpoints(session, path, now, heartbeat_seconds),
         current=_with_enrolled(current, _enrolled(session, path, end)),
         previous=_with_enrolled(previous, _enrolled(session, path, start)),
-        by_name=_top(session, path, start, end, Detection.name, top),
+        by_name=by_name,
         by_kind=_top(session, path, start, end, Detection.kind, None),
-        time_to_removal=removed_and_resolved,
+        time_to_removal=_removal_time(session, path, start, end),
+        previous_by_name=_top(
+            session, path, previous_start, start, Detection.name, None, among=[n.name for n in by_name]
+        ),
+        previous_by_kind=_top(session, path, previous_start, start, Detection.kind, None),
+        previous_time_to_removal=_removal_time(session, path, previous_start, start),
     )
 
 
@@ -373,12 +388,20 @@ def _period_counts(
 
 
 def _top(
-    session: Session, path: str, start: datetime, end: datetime, column: Any, limit: int | None
+    session: Session,
+    path: str,
+    start: datetime,
+    end: datetime,
+    column: Any,
+    limit: int | None,
+    *,
+    among: list[str] | None = None,
 ) -> list[NameCount]:
+    """The values of ``column`` with most detections in the period (``among``: only these values)."""
     found = func.count()
     query: Select[Any] = (
         select(column, found, func.count(distinct(Detection.agent_id)))
-        .where(_in_period(path, start, end))
+        .where(_in_period(path, start, end), true() if among is None else column.in_(among))
         .group_by(column)
         .order_by(found.desc(), column)
     )

@@ -37,9 +37,6 @@ router = console_router()
 YEARS_SHOWN = 6
 #: Malware names listed (and drawn in the chart).
 TOP_NAMES = statistics.TOP_NAMES
-#: Names looked up in the previous period, so that a name of this period's top has its previous value even when it
-#: was not among the previous period's most frequent ones.
-PREVIOUS_NAMES = 10_000
 
 # The figures of the computers: their state now (no history is kept), except ``enrolled``.
 ENDPOINT_LABELS = {
@@ -287,13 +284,10 @@ def statistics_page(
     start, end = statistics.day_start(first), statistics.day_start(after)
     heartbeat = settings.heartbeat_seconds
     stats = statistics.compute(session, scope, choice.unit, start, end, heartbeat_seconds=heartbeat, top=TOP_NAMES)
-    before = statistics.compute(
-        session, scope, choice.unit, stats.previous_start, start, heartbeat_seconds=heartbeat, top=PREVIOUS_NAMES
-    )
     out = statistics_out(stats, scope.path)
     previous_first = stats.previous_start.astimezone(statistics.ZONE).date()
     chosen_unit = next((r.unit.name for r in rows if r.unit.id == choice.unit), None)
-    t, pt = stats.time_to_removal, before.time_to_removal
+    t, pt = stats.time_to_removal, stats.previous_time_to_removal
     context.update(
         {
             "stats": stats,
@@ -321,8 +315,10 @@ def statistics_page(
                 "previous_median": duration(pt.median_seconds, _),
                 "previous_mean": duration(pt.mean_seconds, _),
             },
-            "by_name": _name_rows(stats.by_name, before.by_name, {n.name: n.evidence for n in out.by_name}, None, _),
-            "by_kind": _name_rows(stats.by_kind, before.by_kind, {}, KIND_LABELS, _),
+            "by_name": _name_rows(
+                stats.by_name, stats.previous_by_name, {n.name: n.evidence for n in out.by_name}, None, _
+            ),
+            "by_kind": _name_rows(stats.by_kind, stats.previous_by_kind, {}, KIND_LABELS, _),
             "csv": "/api/v1/statistics.csv?" + choice.export_query(lang),
             "xlsx": "/api/v1/statistics.xlsx?" + choice.export_query(lang),
         }

@@ -41,13 +41,13 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    distinct,
     func,
     literal,
     literal_column,
     not_,
     or_,
     select,
+    text,
     true,
 )
 from sqlalchemy.orm import Session
@@ -70,6 +70,8 @@ TOP_NAMES = 10
 OUTDATED_DAYS = (7, 15)
 #: Longest period asked for at once (a few years); longer is a mistake, not a report.
 MAX_PERIOD = timedelta(days=3 * 366)
+#: PostgreSQL's memory for each sort or hash of the statistics' queries (see ``compute``).
+WORK_MEM = "64MB"
 REMOVING_ACTIONS = (Action.QUARANTINE.value, Action.DELETE.value)
 
 
@@ -256,6 +258,10 @@ def compute(
         raise BadRequest("the period is longer than three years")
     now = _utc(now or utcnow())
     path = units.get(session, scope, unit_id).path if unit_id is not None else scope.path
+    if session.get_bind().dialect.name == "postgresql":
+        # A province's year has ~300,000 (name, computer) groups: PostgreSQL's default 4 MB of memory per sort or
+        # hash makes it spill them to disk (2.2 s instead of 1 s). This transaction only.
+        session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     previous_start = start - (end - start)
     current, previous = _period_counts(session, path, previous_start, start, end)
     by_name = _top(session, path, start, end, Detection.name, top)
@@ -362,16 +368,17 @@ def _in_period(path: str, start: datetime, end: datetime) -> ColumnElement[bool]
 def _period_counts(
     session: Session, path: str, previous_start: datetime, start: datetime, end: datetime
 ) -> tuple[PeriodCounts, PeriodCounts]:
-    """Detection figures of [start, end) and of [previous_start, start), in one pass (``enrolled`` left 0)."""
-    period = case((Detection.occurred_at >= start, 1), else_=0).label("period")
+    """Detection figures of [start, end) and of [previous_start, start), in one pass (``enrolled`` left 0), and
+    the two distinct counts in one more each.
+
+    ``COUNT(DISTINCT …)`` next to the other counts makes PostgreSQL sort the whole year per group (2.4 s of the
+    province's year); grouping the distinct pairs first lets it hash them (``_distinct_per_period``)."""
+    period = _period_column(start)
     removed = _removed()
-    real = Detection.triage != Triage.FALSE_POSITIVE
     query = (
         select(
             period,
             func.count(),
-            func.count(distinct(Detection.name)),
-            func.count(distinct(case((real, Detection.agent_id)))),
             func.count().filter(removed),
             func.count().filter(and_(removed, Detection.action == Action.QUARANTINE.value)),
             func.count().filter(and_(removed, Detection.action == Action.DELETE.value)),
@@ -383,8 +390,40 @@ def _period_counts(
         .where(_in_period(path, previous_start, end))
         .group_by(period)
     )
-    found = {row[0]: PeriodCounts(0, *(int(n) for n in row[1:])) for row in session.execute(query)}
+    names = _distinct_per_period(session, path, previous_start, start, end, Detection.name, true())
+    real = Detection.triage != Triage.FALSE_POSITIVE
+    infected = _distinct_per_period(session, path, previous_start, start, end, Detection.agent_id, real)
+    found = {
+        row[0]: PeriodCounts(0, int(row[1]), names.get(row[0], 0), infected.get(row[0], 0), *(int(n) for n in row[2:]))
+        for row in session.execute(query)
+    }
     return found.get(1, EMPTY), found.get(0, EMPTY)
+
+
+def _period_column(start: datetime) -> Any:
+    """1 for a detection of the period, 0 for one of the previous period."""
+    return case((Detection.occurred_at >= start, 1), else_=0).label("period")
+
+
+def _distinct_per_period(
+    session: Session,
+    path: str,
+    previous_start: datetime,
+    start: datetime,
+    end: datetime,
+    column: Any,
+    condition: ColumnElement[bool],
+) -> dict[int, int]:
+    """Distinct values of ``column`` among the detections meeting ``condition``, per period (1: this, 0: before)."""
+    period = _period_column(start)
+    pairs = (
+        select(period, column)
+        .where(_in_period(path, previous_start, end), condition)
+        .group_by(period, column)
+        .subquery()
+    )
+    counted = select(pairs.c.period, func.count()).group_by(pairs.c.period)
+    return {int(which): int(n) for which, n in session.execute(counted)}
 
 
 def _top(
@@ -397,17 +436,23 @@ def _top(
     *,
     among: list[str] | None = None,
 ) -> list[NameCount]:
-    """The values of ``column`` with most detections in the period (``among``: only these values)."""
-    found = func.count()
-    query: Select[Any] = (
-        select(column, found, func.count(distinct(Detection.agent_id)))
+    """The values of ``column`` with most detections in the period (``among``: only these values), with their
+    distinct computers (counted from (value, computer) groups, which the database hashes; see _period_counts)."""
+    per_computer = (
+        select(column.label("value"), Detection.agent_id, func.count().label("n"))
         .where(_in_period(path, start, end), true() if among is None else column.in_(among))
-        .group_by(column)
-        .order_by(found.desc(), column)
+        .group_by(column, Detection.agent_id)
+        .subquery()
+    )
+    found = func.sum(per_computer.c.n)
+    query: Select[Any] = (
+        select(per_computer.c.value, found, func.count())
+        .group_by(per_computer.c.value)
+        .order_by(found.desc(), per_computer.c.value)
     )
     if limit is not None:
         query = query.limit(limit)
-    return [NameCount(name, n, computers) for name, n, computers in session.execute(query)]
+    return [NameCount(name, int(n), int(computers)) for name, n, computers in session.execute(query)]
 
 
 def _resolution_seconds(session: Session) -> ColumnElement[Any]:

@@ -111,8 +111,15 @@ def settings(tmp_path: Path) -> ServerSettings:
     # Cheap password hashing: the tests log in hundreds of times; the cost itself is not what they test.
     # No update housekeeping in the background: tests call it themselves (its thread would share the test's
     # rolled-back connection).
+    # Nor alert passes (alerts_check_seconds): the alert tests call them with the moment they want.
     return ServerSettings(
-        data_dir=tmp_path, login_attempts=3, password_time_cost=1, password_memory_kib=64, updates_check_seconds=0
+        data_dir=tmp_path,
+        login_attempts=3,
+        password_time_cost=1,
+        password_memory_kib=64,
+        updates_check_seconds=0,
+        statistics_record_seconds=0,
+        alerts_check_seconds=0,
     )
 
 

@@ -68,6 +68,8 @@ def settings(tmp_path: Path, material: tuple[bytes, bytes]) -> ServerSettings:
         password_time_cost=1,
         password_memory_kib=64,
         updates_check_seconds=0,
+        statistics_record_seconds=0,
+        alerts_check_seconds=0,
         national_organ_id="000.00.00.H35",
         national_organ_name="Sở Thông tin và Truyền thông tỉnh Bắc Ninh",
         national_organ_address="Số 1 Lý Thái Tổ, Bắc Ninh",

@@ -19,7 +19,7 @@ from garrison.server.agents.models import Agent
 from garrison.server.audit.models import AuditEvent
 from garrison.server.auth.scope import Scope
 from garrison.server.db import Database
-from garrison.server.reports import quarterly, statistics
+from garrison.server.reports import history, quarterly, statistics
 from garrison.server.reports.exports import LABELS
 from garrison.server.reports.statistics import PeriodCounts, Statistics
 from garrison.server.units.models import Unit
@@ -438,3 +438,27 @@ def test_without_libreoffice_the_pdf_says_what_to_install(
     assert "libreoffice-writer-nogui" in answer.json()["message"]
     # The DOCX does not need it.
     assert _get(client, DOCX_PATH, year=2026, quarter=1).status_code == 200
+
+
+def test_a_past_quarter_reports_the_computers_as_recorded(
+    client: TestClient, database: Database, fleet: dict[str, int]
+) -> None:
+    """Recorded during the quarter, the computers' state in the report is that day's, and the document says so."""
+    with database.session() as session:
+        history.record(session, datetime(2026, 3, 28, 3, tzinfo=UTC))
+        session.commit()
+    recorded = _stats(database, fleet["health"])
+    with database.session() as session:
+        for agent in session.scalars(select(Agent)):
+            agent.realtime_enabled = not agent.realtime_enabled  # changes now, after the quarter
+        session.commit()
+    answer = _get(client, DOCX_PATH, unit_id=fleet["health"], year=2026, quarter=1)
+    document = docx.Document(io.BytesIO(answer.content))
+    notes = [p.text for p in document.paragraphs if p.text.startswith("Số máy đã đăng ký tính đến cuối kỳ")]
+    assert notes == [
+        "Số máy đã đăng ký tính đến cuối kỳ; các chỉ số còn lại là tình trạng ghi nhận ngày 28/03/2026, ngày ghi "
+        "nhận cuối cùng của kỳ."
+    ]
+    coverage, _ = _expected_figures(recorded)
+    assert {r[1]: (r[2], r[3]) for r in _cells(document.tables[1])[1:]} == coverage
+    assert recorded.endpoints_day == date(2026, 3, 28)

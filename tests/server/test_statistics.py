@@ -5,18 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from garrison.server.agents.models import Agent
 from garrison.server.db import Database, utcnow
 from garrison.server.detections.models import Detection
-from garrison.server.reports import statistics
+from garrison.server.reports import history, statistics
+from garrison.server.reports.models import EndpointState
 from garrison.server.units.models import Unit
 from tests.server.conftest import agent_auth, detection_event, enroll_agent, enrollment_token, login
 
@@ -197,7 +198,11 @@ def test_a_unit_subtree_and_the_median_time_to_removal(client: TestClient, fleet
     body = _get(client, "/api/v1/statistics", **_q1(unit_id=fleet["hospital"])).json()
     assert body["endpoints"]["declared"]["value"] == 7
     assert body["endpoints"]["active"]["value"] == 2
-    assert body["endpoints"]["online"] == {"value": 1, "evidence": f"/agents?state=online&unit={fleet['hospital']}"}
+    assert body["endpoints"]["online"] == {
+        "value": 1,
+        "previous": None,  # nothing recorded by the previous period's end
+        "evidence": f"/agents?state=online&unit={fleet['hospital']}",
+    }
     assert body["detections"]["detections"]["value"] == 4
     assert body["detections"]["detections"]["evidence"] is None  # the detections list has no unit filter
     assert body["time_to_removal"] == {"count": 1, "median_seconds": 3600.0, "mean_seconds": 3600.0}
@@ -356,3 +361,40 @@ def test_firewall_column_follows_the_heartbeat(client: TestClient, database: Dat
     with database.session() as session:
         agent = session.scalar(select(Agent).where(Agent.id == a1["agent_id"]))
         assert agent is not None and agent.firewall_enabled is None
+
+
+def test_a_past_period_gives_the_endpoints_recorded_at_its_end(
+    client: TestClient, database: Database, fleet: dict[str, Any]
+) -> None:
+    """Online, protected, firewall and signature figures of a past quarter are the last ones recorded in it, not
+    today's; before anything was recorded, and for the current period, they are the state now."""
+    whole = statistics.Scope.whole_tree()
+    end_of_march = datetime(2026, 3, 30, 9, tzinfo=UTC)
+    with database.session() as session:
+        before = statistics.compute(session, whole, None, *Q1_2026)
+        assert before.endpoints_day is None and before.previous_endpoints is None  # nothing recorded yet
+        history.record(session, datetime(2025, 12, 20, 9, tzinfo=UTC))  # in the previous period
+        history.record(session, end_of_march - timedelta(days=5))
+        history.record(session, end_of_march)
+        assert history.record(session, end_of_march) == date(2026, 3, 30)  # the day's rows replaced, not added
+        units = session.scalar(select(func.count()).select_from(Unit))
+        assert session.scalar(select(func.count()).select_from(EndpointState)) == 3 * units
+        as_recorded = statistics.compute(session, whole, None, *Q1_2026, now=end_of_march)
+        session.commit()
+    assert as_recorded.endpoints_day is None  # the period had not ended then: the state at that moment
+    # Later, every computer is revoked: today's state changes, the first quarter's does not.
+    with database.session() as session:
+        for agent in session.scalars(select(Agent)):
+            agent.revoked = True
+        session.commit()
+    with database.session() as session:
+        past = statistics.compute(session, whole, None, *Q1_2026)
+        current = statistics.compute(session, whole, None, *statistics.quarter_bounds(*statistics.current_quarter()))
+        health = statistics.compute(session, whole, fleet["health"], *Q1_2026)
+    assert past.endpoints_day == date(2026, 3, 30)
+    assert past.endpoints == as_recorded.endpoints and past.endpoints.active == 4
+    assert past.previous_endpoints_day == date(2025, 12, 20) and past.previous_endpoints is not None
+    assert current.endpoints_day is None and current.endpoints.active == 0
+    assert health.endpoints.active == 3 and health.endpoints.declared == 2 + 10 + 1 + 5 + 1  # yte-01, bv-01, bv-02
+    # A snapshot keeps all of it.
+    assert statistics.Statistics.from_json(json.loads(json.dumps(past.to_json()))) == past

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from garrison.cli.federation import federation
 from garrison.cli.options import config_option
 from garrison.cli.updates import updates
 from garrison.server import tls
@@ -41,6 +42,7 @@ def server() -> None:
 
 
 server.add_command(updates)
+server.add_command(federation)
 
 
 @server.command("migrate")

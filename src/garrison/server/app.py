@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException
 from garrison import __version__
 from garrison.server.agents.api import agent_router
 from garrison.server.agents.api import router as agents_router
+from garrison.server.alerts import service as alerts
+from garrison.server.alerts.api import router as alerts_router
 from garrison.server.audit.api import router as audit_router
 from garrison.server.auth import passwords
 from garrison.server.auth.api import router as auth_router
@@ -24,13 +26,19 @@ from garrison.server.console import router as console_router
 from garrison.server.db import Database, make_engine, migrate
 from garrison.server.detections.api import router as detections_router
 from garrison.server.errors import ServerError, TooManyRequests, http_error
+from garrison.server.federation import child as federation_child
+from garrison.server.federation.api import router as federation_router
 from garrison.server.operations.logging import RequestContextMiddleware
 from garrison.server.operations.metrics import Metrics, MetricsMiddleware
 from garrison.server.operations.shedding import AgentLoadShedding
 from garrison.server.policies.api import router as policies_router
+from garrison.server.reports import history
 from garrison.server.reports.api import router as reports_router
+from garrison.server.reports.calendar_api import router as reporting_router
 from garrison.server.settings import ServerSettings
+from garrison.server.sharing import outbox
 from garrison.server.sharing.api import router as sharing_router
+from garrison.server.sharing.outbox_api import router as outbox_router
 from garrison.server.signatures.api import router as signatures_router
 from garrison.server.signatures.importers import ContainerKeys
 from garrison.server.tasks.api import agent_router as tasks_agent_router
@@ -66,6 +74,24 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
             if settings.updates_check_seconds > 0:
                 housekeeping.start_soon(
                     periodically, settings.updates_check_seconds, updates.maintain, database, repository, settings
+                )
+            if settings.statistics_record_seconds > 0:
+                housekeeping.start_soon(
+                    periodically, settings.statistics_record_seconds, history.record_pass, database, settings
+                )
+            # The national outbox: nothing to do (nor to touch in the database) without an endpoint.
+            if settings.national_outbox_seconds > 0 and settings.national_endpoint_url:
+                housekeeping.start_soon(
+                    periodically, settings.national_outbox_seconds, outbox.maintain, database, settings
+                )
+            # Federation: pushes to the parent; nothing (not even the database) when this server has none.
+            if settings.federation_push_seconds > 0:
+                housekeeping.start_soon(
+                    periodically, settings.federation_push_seconds, federation_child.push_if_joined, database, settings
+                )
+            if settings.alerts_check_seconds > 0:
+                housekeeping.start_soon(
+                    periodically, settings.alerts_check_seconds, alerts.run, database, settings, repository
                 )
             yield
             housekeeping.cancel_scope.cancel()
@@ -127,12 +153,16 @@ def create_app(settings: ServerSettings, database: Database | None = None, *, ru
     app.include_router(detections_router)
     app.include_router(policies_router)
     app.include_router(reports_router)
+    app.include_router(reporting_router)
     app.include_router(tasks_router)
     app.include_router(tasks_agent_router)
     app.include_router(signatures_router)
     app.include_router(updates_agent_router)
     app.include_router(updates_router)
     app.include_router(sharing_router)
+    app.include_router(federation_router)
+    app.include_router(outbox_router)
+    app.include_router(alerts_router)
     app.include_router(console_router)
     app.mount("/static", StaticFiles(directory=CONSOLE_STATIC), name="static")
     return app

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from garrison import configfile
@@ -39,6 +41,8 @@ class ServerSettings(configfile.FileSettings):
         updates_check_seconds: how often the server looks at the watched directory and upstream feeds,
             publishes a release when the sources changed, re-signs expiring metadata and promotes canary releases
             (0: never, for tests and for a server process that should leave this to the others).
+        statistics_record_seconds: how often each unit's endpoints (online, protected, firewall, signatures) are
+            recorded for the day, so past periods' statistics give the state at their end (0: never).
         updates_upstream_hours: how often each upstream source's URL is fetched (freshclam's default is every
             two hours).
         updates_accept_cud: accept ``.cud`` containers (ClamAV's unsigned format, made by ``sigtool --unsigned``
@@ -55,6 +59,34 @@ class ServerSettings(configfile.FileSettings):
         national_key_file, national_cert_file: the agency's RSA private key (unencrypted PEM, readable by the
             server only) and its X.509 certificate (PEM, optionally followed by its chain) that AVReport
             documents are signed with; the export refuses without them.
+        national_endpoint_url: where the national outbox POSTs the signed AVReport (``https://`` only; empty: no
+            delivery, only the download). The receiving authority changed in 2025: set it from its instructions.
+        national_ca_file: the certificate authorities (PEM) the receiver's certificate must chain to; empty: the
+            system's.
+        national_send_hours: how often an AVReport is queued automatically, covering the time since the end of
+            the last automatic report (0: never automatically; people queue one from the console or the API).
+        national_timeout_seconds: how long one attempt may wait for the receiver (connect, send, answer).
+        national_max_attempts: attempts before a report is marked failed (an administrator may retry it).
+        national_outbox_seconds: how often the server queues due reports, sends due ones and recovers claims of
+            a process that died mid-send (0: never, for tests and for processes that leave it to the others).
+        national_allow_http: allow an ``http://`` endpoint on this machine (localhost, 127.0.0.1, ::1) only, for
+            tests and a local receiver; never anywhere else.
+        federation_push_seconds: how often a child server pushes its figures and submitted reports to its parent
+            (``garrison server federation join``; 0: only by hand with ``garrison server federation push``). A
+            parent shows a child as stale after three of the child's intervals without a push.
+        federation_max_push_bytes: the largest push a parent accepts from a child (413 above it).
+        alerts_check_seconds: how often the server evaluates the alert rules and sends the messages that are due
+            (0: never, for tests and for processes that leave it to the others).
+        alerts_smtp_host, alerts_smtp_port: the mail server alert e-mails go through (empty host: no e-mail; every
+            e-mail attempt fails and is recorded as such).
+        alerts_smtp_security: ``starttls`` (the default, port 587), ``ssl`` (port 465) or ``none`` (a relay on
+            this network that offers no TLS).
+        alerts_smtp_user, alerts_smtp_password: the mail account, if the server asks for one; the password from
+            ``GARRISON_ALERTS_SMTP_PASSWORD`` or, better, the file ``alerts_smtp_password_file`` names (0600).
+        alerts_smtp_from: the sender address of alert e-mails.
+        alerts_timeout_seconds: how long one e-mail or webhook attempt may take.
+        alerts_console_url: the console's address as people reach it (``https://garrison.example.gov.vn``): the
+            links in messages start with it (empty: links are paths only).
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
@@ -85,6 +117,7 @@ class ServerSettings(configfile.FileSettings):
     tuf_targets_days: float = Field(default=90.0, gt=0)
     tuf_snapshot_days: float = Field(default=7.0, gt=0)
     tuf_timestamp_hours: float = Field(default=24.0, gt=0)
+    statistics_record_seconds: float = Field(default=3600.0, ge=0)
     national_organ_id: str = Field(default="", max_length=64)
     national_organ_name: str = Field(default="", max_length=255)
     national_organ_address: str = Field(default="", max_length=255)
@@ -95,6 +128,44 @@ class ServerSettings(configfile.FileSettings):
     national_product: str = Field(default="Garrison", max_length=128)
     national_key_file: Path | None = None
     national_cert_file: Path | None = None
+    # National outbox: delivering the AVReport to the national authority (sharing/outbox.py).
+    national_allow_http: bool = False
+    national_endpoint_url: str = Field(default="", max_length=2048)
+    national_ca_file: Path | None = None
+    national_send_hours: float = Field(default=24.0, ge=0, le=24 * 366)
+    national_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    national_max_attempts: int = Field(default=12, ge=1, le=100)
+    national_outbox_seconds: float = Field(default=60.0, ge=0)
+    # Federation: a child server reporting to a parent server (server/federation/).
+    federation_push_seconds: float = Field(default=900.0, ge=0, le=7 * 86400)
+    federation_max_push_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # Alerts: rules per unit, messages by e-mail and webhook (server/alerts/).
+    alerts_check_seconds: float = Field(default=60.0, ge=0)
+    alerts_smtp_host: str = Field(default="", max_length=255)
+    alerts_smtp_port: int = Field(default=587, ge=1, le=65535)
+    alerts_smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    alerts_smtp_user: str = Field(default="", max_length=255)
+    alerts_smtp_password: str = Field(default="", repr=False)
+    alerts_smtp_password_file: Path | None = None
+    alerts_smtp_from: str = Field(default="", max_length=255)
+    alerts_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    alerts_console_url: str = Field(default="", max_length=255)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"
+
+    @field_validator("national_endpoint_url")
+    @classmethod
+    def _national_endpoint(cls, value: str, info: ValidationInfo) -> str:
+        # The signed report names computers and their addresses: it travels over verified TLS, except to a
+        # receiver on this very machine when national_allow_http (declared before this field) says so.
+        url = value.strip()
+        if not url:
+            return url
+        parts = urlsplit(url)
+        local = (parts.hostname or "") in {"localhost", "127.0.0.1", "::1"}
+        if parts.scheme == "http" and not (info.data.get("national_allow_http") and local):
+            raise ValueError("must be https:// (http:// only to localhost, with national_allow_http)")
+        if parts.scheme not in {"https", "http"} or not parts.hostname or parts.username or parts.password:
+            raise ValueError("must be an https:// URL with a host name, without a user name or password")
+        return url

@@ -56,6 +56,18 @@ def certificate_fingerprint(path: Path) -> str:
     return fingerprint(cert.public_bytes(serialization.Encoding.DER))
 
 
+def data_dir_fingerprint(data_dir: Path) -> str | None:
+    """The fingerprint of the self-signed certificate in ``data_dir``, if there is one (what agents and child
+    servers pin when they enroll or join)."""
+    cert = Path(data_dir) / CERT_NAME
+    if not cert.is_file():
+        return None
+    try:
+        return certificate_fingerprint(cert)
+    except (OSError, ValueError):
+        return None
+
+
 def subject_names(host: str, extra: Iterable[str] = ()) -> list[str]:
     """The names a self-signed certificate should hold: the listening address when it is a specific one, the
     extra names given, this machine's names, and the loopback names. Duplicates removed, order kept."""

@@ -19,6 +19,7 @@ from garrison.server.agents.models import Agent
 from garrison.server.console import i18n
 from garrison.server.db import Database
 from garrison.server.detections.models import Detection, Triage
+from garrison.server.reports import history
 from tests.server.console.test_protection_pages import add_agent
 from tests.server.console.test_views import console_login
 
@@ -115,10 +116,11 @@ def test_the_figures_of_a_quarter_for_the_admin(client: TestClient, fleet: dict[
     assert _figure(text, "removed") == (None, "3", "2")
     assert _figure(text, "quarantined") == (None, "3", "2")
     assert _figure(text, "outstanding") == (None, "1", "1")
-    # Computers: their state now; the enrolled ones at the end of each period.
-    assert _figure(text, "online") == ("/agents?state=online", "3", "now")
-    assert _figure(text, "protected") == ("/agents?protected=1", "2", "now")
-    assert _figure(text, "signatures_7") == ("/agents?signatures=7", "0", "now")
+    # Computers: their state now (nothing was recorded in 2025); the enrolled ones at the end of each period.
+    assert "As they are now" in text
+    assert _figure(text, "online") == ("/agents?state=online", "3", "none")
+    assert _figure(text, "protected") == ("/agents?protected=1", "2", "none")
+    assert _figure(text, "signatures_7") == ("/agents?signatures=7", "0", "none")
     assert _figure(text, "enrolled") == (None, "3", "0")
     assert _names(text) == {"Win.Trojan.A": ("3", "2"), "Win.Worm.B": ("1", "1")}
     assert 'href="/detections?from=2025-07-01&amp;to=2025-09-30&amp;name=Win.Trojan.A"' in text
@@ -146,8 +148,8 @@ def test_the_unit_changes_the_figures_and_the_exports(
     assert f'<option value="{hospital}" selected>' in text
     # Below the whole scope the detections list cannot show the unit: plain numbers, no link.
     assert _figure(text, "detections") == (None, "3", "2")
-    assert _figure(text, "online") == (f"/agents?state=online&unit={hospital}", "2", "now")
-    assert _figure(text, "protected") == (f"/agents?protected=1&unit={hospital}", "1", "now")
+    assert _figure(text, "online") == (f"/agents?state=online&unit={hospital}", "2", "none")
+    assert _figure(text, "protected") == (f"/agents?protected=1&unit={hospital}", "1", "none")
     assert _names(text) == {"Win.Trojan.A": ("3", "2")}
     query = f"unit_id={hospital}&start=2025-07-01&end=2025-10-01&lang=en"
     assert f'href="/api/v1/statistics.csv?{query.replace("&", "&amp;")}"' in text
@@ -173,7 +175,7 @@ def test_an_auditor_sees_their_subtree_only(client: TestClient, tree: dict[str, 
     text = page.text
     assert "Sở Giáo dục" not in text and "Bệnh viện</option>" in text
     assert _figure(text, "detections") == ("/detections?from=2025-07-01&to=2025-09-30", "3", "2")
-    assert _figure(text, "online") == ("/agents?state=online", "2", "now")
+    assert _figure(text, "online") == ("/agents?state=online", "2", "none")
     assert _names(text) == {"Win.Trojan.A": ("3", "2")}
     assert 'href="/api/v1/statistics.csv?start=2025-07-01&amp;end=2025-10-01&amp;lang=en"' in text
     assert client.get(f"/statistics?unit={tree['education']}&{Q3}").status_code == 404
@@ -186,3 +188,27 @@ def test_the_default_is_the_current_quarter(client: TestClient, fleet: dict[str,
     found = re.search(r'<option value="(\d)" selected>Quarter \d</option>', text)
     assert found
     assert "Download as CSV" in text and 'data-figure="detections"' in text
+
+
+def test_a_past_quarter_shows_the_computers_as_recorded(
+    client: TestClient, database: Database, fleet: dict[str, str]
+) -> None:
+    """With the state recorded during the quarter and before it, the page gives the recorded figures (no list
+    link: the lists show computers as they are now) and their change; the current quarter keeps today's."""
+    with database.session() as session:
+        history.record(session, datetime(2025, 6, 20, 3, tzinfo=UTC))  # the previous period: all three online
+        history.record(session, datetime(2025, 9, 29, 3, tzinfo=UTC))
+        session.commit()
+    with database.session() as session:
+        bv2 = session.get(Agent, fleet["bv-2"])
+        assert bv2 is not None
+        bv2.realtime_enabled = True  # protected from now on: the third quarter does not change
+        session.commit()
+    _login(client)
+    text = client.get(f"/statistics?{Q3}").text
+    assert "As recorded on 29/09/2025" in text and "Compared with 20/06/2025." in text
+    assert _figure(text, "protected") == (None, "2", "0")
+    assert _figure(text, "online") == (None, "3", "0")
+    now = client.get("/statistics").text
+    assert "As they are now" in now
+    assert _figure(now, "protected") == ("/agents?protected=1", "3", "none")

@@ -93,6 +93,12 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Computers enrolled are counted at the end of the period; the other figures are the state when the report "
         "was made.",
     ),
+    "coverage_note_day": (
+        "Số máy đã đăng ký tính đến cuối kỳ; các chỉ số còn lại là tình trạng ghi nhận ngày {day}, ngày ghi nhận "
+        "cuối cùng của kỳ.",
+        "Computers enrolled are counted at the end of the period; the other figures are the state recorded on {day}, "
+        "the last day recorded in the period.",
+    ),
     "infections": ("2. Tình hình lây nhiễm và xử lý mã độc", "2. Malware infections and their removal"),
     "removal_time": ("Thời gian từ khi phát hiện đến khi gỡ bỏ", "Time from detection to removal"),
     "top_names": ("Các mã độc bị phát hiện nhiều nhất", "Most detected malware"),
@@ -442,7 +448,11 @@ def build_docx(stats: Statistics, info: ReportInfo, language: Language = "vi") -
     _paragraph(document, text("source", language, at=at), indent=True, italic=True)
 
     _paragraph(document, text("coverage", language), bold=True, indent=True)
-    _paragraph(document, text("coverage_note", language), indent=True, italic=True)
+    if stats.endpoints_day is None:
+        note = text("coverage_note", language)
+    else:
+        note = text("coverage_note_day", language, day=day(stats.endpoints_day, language))
+    _paragraph(document, note, indent=True, italic=True)
     headings = [text(k, language) for k in ("no", "figure", "count", "percent", "base")]
     coverage = [
         [str(i), label(r.code, language), number(r.value, language), "" if r.base is None else

@@ -7,17 +7,23 @@ otherwise it is ``null`` (no filter exists yet for that figure, or not for a uni
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from garrison.server.reports.statistics import ZONE, PeriodCounts, Statistics, day_start
+from garrison.server.reports.statistics import ENDPOINT_FIELDS, ZONE, PeriodCounts, Statistics, day_start
 
 
 class Figure(BaseModel):
     value: int
     evidence: str | None = None
+
+
+class EndpointFigure(Figure):
+    """A computer figure; ``previous``: as recorded by the previous period's end (null when nothing was)."""
+
+    previous: int | None = None
 
 
 class PeriodFigure(BaseModel):
@@ -53,7 +59,12 @@ class StatisticsOut(BaseModel):
     unit_id: int | None
     period: PeriodOut
     computed_at: datetime
-    endpoints: dict[str, Figure]
+    endpoints_day: date | None = Field(
+        description="the day (Vietnam's) the computer figures were recorded, for a period that ended before "
+        "today; null: they are the state at computed_at"
+    )
+    previous_endpoints_day: date | None
+    endpoints: dict[str, EndpointFigure]
     detections: dict[str, PeriodFigure]
     by_name: list[NameOut]
     by_kind: list[NameOut]
@@ -87,20 +98,27 @@ def statistics_out(stats: Statistics, scope_path: str) -> StatisticsOut:
             return None
         return _link("/detections", from_=days[0], to=days[1], **filters)
 
-    e = stats.endpoints
+    # The lists show computers as they are now: a figure recorded on a past day has no list to show.
+    now = stats.endpoints_day is None
+    lists: dict[str, str | None] = {
+        "declared": "/units",
+        "declared_servers": "/units",
+        "declared_workstations": "/units",
+        "declared_other": "/units",
+        "active": _link("/agents", state="active", unit=unit) if now else None,
+        "online": _link("/agents", state="online", unit=unit) if now else None,
+        "protected": _link("/agents", protected=1, unit=unit) if now else None,
+        "signatures_7": _link("/agents", signatures=7, unit=unit) if now else None,
+        "signatures_15": _link("/agents", signatures=15, unit=unit) if now else None,
+    }
+    before = stats.previous_endpoints
     endpoints = {
-        "declared": Figure(value=e.declared, evidence="/units"),
-        "declared_servers": Figure(value=e.declared_servers, evidence="/units"),
-        "declared_workstations": Figure(value=e.declared_workstations, evidence="/units"),
-        "declared_other": Figure(value=e.declared_other, evidence="/units"),
-        "active": Figure(value=e.active, evidence=_link("/agents", state="active", unit=unit)),
-        "online": Figure(value=e.online, evidence=_link("/agents", state="online", unit=unit)),
-        "protected": Figure(value=e.protected, evidence=_link("/agents", protected=1, unit=unit)),
-        "realtime_on": Figure(value=e.realtime_on),
-        "firewall_on": Figure(value=e.firewall_on),
-        "firewall_unknown": Figure(value=e.firewall_unknown),
-        "signatures_7": Figure(value=e.signatures_7, evidence=_link("/agents", signatures=7, unit=unit)),
-        "signatures_15": Figure(value=e.signatures_15, evidence=_link("/agents", signatures=15, unit=unit)),
+        name: EndpointFigure(
+            value=getattr(stats.endpoints, name),
+            previous=getattr(before, name) if before is not None else None,
+            evidence=lists.get(name),
+        )
+        for name in ("declared", *ENDPOINT_FIELDS)
     }
     evidence: dict[str, str | None] = {
         # The list of active computers is the enrolled ones when the period has not ended yet.
@@ -126,6 +144,8 @@ def statistics_out(stats: Statistics, scope_path: str) -> StatisticsOut:
             start=stats.start, end=stats.end, previous_start=stats.previous_start, previous_end=stats.start
         ),
         computed_at=stats.computed_at,
+        endpoints_day=stats.endpoints_day,
+        previous_endpoints_day=stats.previous_endpoints_day,
         endpoints=endpoints,
         detections=period,
         by_name=[NameOut(**asdict(n), evidence=detections(name=n.name)) for n in stats.by_name],

@@ -59,6 +59,7 @@ from garrison.server.auth.scope import Scope
 from garrison.server.db import utcnow
 from garrison.server.detections.models import Detection, Triage
 from garrison.server.errors import BadRequest
+from garrison.server.reports.models import EndpointState
 from garrison.server.units import service as units
 from garrison.server.units.models import Unit
 from garrison.server.updates.service import outdated
@@ -120,6 +121,10 @@ class Endpoints:
     @property
     def declared(self) -> int:
         return self.declared_servers + self.declared_workstations + self.declared_other
+
+
+#: The fields of :class:`Endpoints` in order (``EndpointState`` has a column of each name).
+ENDPOINT_FIELDS = tuple(Endpoints.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,11 @@ class Statistics:
     previous_by_name: list[NameCount] = field(default_factory=list)
     previous_by_kind: list[NameCount] = field(default_factory=list)
     previous_time_to_removal: RemovalTime = RemovalTime(0, None, None)
+    # The day (Vietnam's) ``endpoints`` were recorded on, for a period that ended before today; None: they are the
+    # state at ``computed_at``. ``previous_endpoints``: as recorded by the previous period's end, if they were.
+    endpoints_day: date | None = None
+    previous_endpoints: Endpoints | None = None
+    previous_endpoints_day: date | None = None
 
     @property
     def trend(self) -> PeriodCounts:
@@ -206,8 +216,9 @@ class Statistics:
         """Every figure as JSON-ready values (times in ISO 8601 UTC): what a frozen snapshot stores, and what
         :meth:`from_json` reads back into equal statistics."""
         figures = asdict(self)
-        for key in ("start", "end", "previous_start", "computed_at"):
-            figures[key] = getattr(self, key).isoformat()
+        for key in ("start", "end", "previous_start", "computed_at", "endpoints_day", "previous_endpoints_day"):
+            moment = getattr(self, key)
+            figures[key] = moment.isoformat() if moment is not None else None
         return figures
 
     @classmethod
@@ -229,10 +240,19 @@ class Statistics:
             time_to_removal=RemovalTime(**figures["time_to_removal"]),
             previous_by_name=[NameCount(**n) for n in figures.get("previous_by_name", [])],
             previous_by_kind=[NameCount(**n) for n in figures.get("previous_by_kind", [])],
+            endpoints_day=_day(figures.get("endpoints_day")),
+            previous_endpoints=Endpoints(**figures["previous_endpoints"])
+            if figures.get("previous_endpoints")
+            else None,
+            previous_endpoints_day=_day(figures.get("previous_endpoints_day")),
             previous_time_to_removal=RemovalTime(
                 **figures.get("previous_time_to_removal", {"count": 0, "median_seconds": None, "mean_seconds": None})
             ),
         )
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
 def compute(
@@ -265,6 +285,13 @@ def compute(
     previous_start = start - (end - start)
     current, previous = _period_counts(session, path, previous_start, start, end)
     by_name = _top(session, path, start, end, Detection.name, top)
+    endpoints, endpoints_day = _endpoints(session, path, now, heartbeat_seconds), None
+    today = now.astimezone(ZONE).date()
+    first, last = (start.astimezone(ZONE).date(), (end - timedelta(microseconds=1)).astimezone(ZONE).date())
+    if last < today and (recorded := _recorded_endpoints(session, path, first, last)) is not None:
+        endpoints_day, endpoints = recorded
+    previous_first = previous_start.astimezone(ZONE).date()
+    before = _recorded_endpoints(session, path, previous_first, first - timedelta(days=1))
     return Statistics(
         unit_id=unit_id,
         unit_path=path,
@@ -272,7 +299,10 @@ def compute(
         end=end,
         previous_start=previous_start,
         computed_at=now,
-        endpoints=_endpoints(session, path, now, heartbeat_seconds),
+        endpoints=endpoints,
+        endpoints_day=endpoints_day,
+        previous_endpoints=before[1] if before else None,
+        previous_endpoints_day=before[0] if before else None,
         current=_with_enrolled(current, _enrolled(session, path, end)),
         previous=_with_enrolled(previous, _enrolled(session, path, start)),
         by_name=by_name,
@@ -315,28 +345,53 @@ def online_condition(session: Session, now: datetime, heartbeat_seconds: float) 
     return and_(Agent.revoked.is_(False), Agent.last_seen_at.is_not(None), recent)
 
 
-def _endpoints(session: Session, path: str, now: datetime, heartbeat_seconds: float) -> Endpoints:
-    declared = session.execute(
-        select(
-            func.coalesce(func.sum(Unit.declared_servers), 0),
-            func.coalesce(func.sum(Unit.declared_workstations), 0),
-            func.coalesce(func.sum(Unit.declared_other), 0),
-        ).where(Unit.path.startswith(path) if path != "/" else true())
-    ).one()
+def declared_columns() -> list[ColumnElement[Any]]:
+    """Sums of the units' declared servers, workstations and other endpoints (over the rows selected)."""
+    return [
+        func.coalesce(func.sum(Unit.declared_servers), 0),
+        func.coalesce(func.sum(Unit.declared_workstations), 0),
+        func.coalesce(func.sum(Unit.declared_other), 0),
+    ]
+
+
+def state_columns(session: Session, now: datetime, heartbeat_seconds: float) -> list[ColumnElement[Any]]:
+    """Counts of agents, in the order of :class:`Endpoints` after the declared figures: active, online, protected,
+    real-time on, firewall on and unknown, signatures older than 7 and 15 days, as they are at ``now``."""
     active = Agent.revoked.is_(False)
     online = online_condition(session, now, heartbeat_seconds)
+    return [
+        func.count().filter(active),
+        func.count().filter(online),
+        func.count().filter(and_(online, Agent.realtime_enabled.is_(True))),
+        func.count().filter(and_(active, Agent.realtime_enabled.is_(True))),
+        func.count().filter(and_(active, Agent.firewall_enabled.is_(True))),
+        func.count().filter(and_(active, Agent.firewall_enabled.is_(None))),
+        *(func.count().filter(and_(active, outdated(days, now))) for days in OUTDATED_DAYS),
+    ]
+
+
+def _endpoints(session: Session, path: str, now: datetime, heartbeat_seconds: float) -> Endpoints:
+    declared = session.execute(
+        select(*declared_columns()).where(Unit.path.startswith(path) if path != "/" else true())
+    ).one()
     row = session.execute(
-        select(
-            func.count().filter(active),
-            func.count().filter(online),
-            func.count().filter(and_(online, Agent.realtime_enabled.is_(True))),
-            func.count().filter(and_(active, Agent.realtime_enabled.is_(True))),
-            func.count().filter(and_(active, Agent.firewall_enabled.is_(True))),
-            func.count().filter(and_(active, Agent.firewall_enabled.is_(None))),
-            *(func.count().filter(and_(active, outdated(days, now))) for days in OUTDATED_DAYS),
-        ).where(_under(Agent.unit_id, path))
+        select(*state_columns(session, now, heartbeat_seconds)).where(_under(Agent.unit_id, path))
     ).one()
     return Endpoints(*(int(n) for n in declared), *(int(n) for n in row))
+
+
+def _recorded_endpoints(session: Session, path: str, first: date, last: date) -> tuple[date, Endpoints] | None:
+    """The subtree's endpoints on the latest day in [first, last] the server recorded them (``reports.history``),
+    or None when it recorded none in those days."""
+    in_subtree = _under(EndpointState.unit_id, path)
+    day = session.scalar(
+        select(func.max(EndpointState.day)).where(in_subtree, EndpointState.day >= first, EndpointState.day <= last)
+    )
+    if day is None:
+        return None
+    columns = [func.coalesce(func.sum(getattr(EndpointState, name)), 0) for name in ENDPOINT_FIELDS]
+    row = session.execute(select(*columns).where(in_subtree, EndpointState.day == day)).one()
+    return day, Endpoints(*(int(n) for n in row))
 
 
 def _enrolled(session: Session, path: str, moment: datetime) -> int:

@@ -8,7 +8,6 @@ directory (a server started with its own certificate, or behind a proxy, cannot 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Form, Request, Response
@@ -41,13 +40,7 @@ FINGERPRINT_PLACEHOLDER = "<SHA256>"
 
 def server_fingerprint(settings: ServerSettings) -> str | None:
     """The fingerprint of the self-signed certificate in the data directory, if there is one."""
-    cert = Path(settings.data_dir) / tls.CERT_NAME
-    if not cert.is_file():
-        return None
-    try:
-        return tls.certificate_fingerprint(cert)
-    except (OSError, ValueError):
-        return None
+    return tls.data_dir_fingerprint(settings.data_dir)
 
 
 def enroll_command(server: str, token: str, fingerprint: str | None) -> str:

@@ -38,14 +38,14 @@ YEARS_SHOWN = 6
 #: Malware names listed (and drawn in the chart).
 TOP_NAMES = statistics.TOP_NAMES
 
-# The figures of the computers: their state now (no history is kept), except ``enrolled``.
+# The figures of the computers: their state now or on the last day recorded in the period, except ``enrolled``.
 ENDPOINT_LABELS = {
     "declared": (
         N_("Endpoints declared by the units"),
         N_("%(servers)s servers, %(workstations)s workstations, %(other)s other"),
     ),
-    "online": (N_("Computers online now"), N_("connected to the server in the last few minutes")),
-    "protected": (N_("Protected computers"), N_("online now, with real-time protection on")),
+    "online": (N_("Computers online"), N_("connected to the server in the last few minutes")),
+    "protected": (N_("Protected computers"), N_("online, with real-time protection on")),
     "firewall_on": (N_("Firewall on"), N_("computers whose firewall is on (%(unknown)s did not say)")),
     "signatures_7": (N_("Signatures older than 7 days"), N_("computers to update, or that never reported")),
     "signatures_15": (N_("Signatures older than 15 days"), N_("computers at risk, or that never reported")),
@@ -118,7 +118,7 @@ class Choice:
 
 @dataclass(frozen=True, slots=True)
 class Figure:
-    """One figure as the page shows it; ``previous`` is None for a state of now (no history is kept)."""
+    """One figure as the page shows it; ``previous`` is None when nothing was recorded to compare with."""
 
     code: str
     label: str
@@ -209,7 +209,7 @@ def _endpoint_figures(out: StatisticsOut, stats: statistics.Statistics, lang: st
         elif code == "firewall_on":
             args = {"unknown": i18n.number(e.firewall_unknown, lang)}
         warn = code.startswith("signatures") and shown.value > 0
-        figures.append(Figure(code, label, sub, shown.value, None, shown.evidence, warn, args))
+        figures.append(Figure(code, label, sub, shown.value, shown.previous, shown.evidence, warn, args))
     return figures
 
 

@@ -111,7 +111,8 @@ def settings(tmp_path: Path) -> ServerSettings:
     # Cheap password hashing: the tests log in hundreds of times; the cost itself is not what they test.
     # No update housekeeping in the background: tests call it themselves (its thread would share the test's
     # rolled-back connection).
-    # Nor alert passes (alerts_check_seconds): the alert tests call them with the moment they want.
+    # Nor alert passes (alerts_check_seconds): the alert tests call them with the moment they want. Their webhook
+    # receivers listen on this machine, which webhooks may reach only when alerts_webhook_allow says so.
     return ServerSettings(
         data_dir=tmp_path,
         login_attempts=3,
@@ -120,6 +121,7 @@ def settings(tmp_path: Path) -> ServerSettings:
         updates_check_seconds=0,
         statistics_record_seconds=0,
         alerts_check_seconds=0,
+        alerts_webhook_allow=["127.0.0.0/8"],
     )
 
 

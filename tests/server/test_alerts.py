@@ -149,6 +149,7 @@ def settings(tmp_path: Path, mailbox: Mailbox) -> ServerSettings:
         alerts_smtp_from="canhbao@bacninh.gov.vn",
         alerts_timeout_seconds=5,
         alerts_console_url="https://garrison.bacninh.gov.vn",
+        alerts_webhook_allow=["127.0.0.0/8"],  # the receiver listens on this machine
     )
 
 
@@ -424,7 +425,7 @@ def test_an_unreachable_mail_server_is_recorded_and_retried(
     closed = ServerSettings(
         data_dir=tmp_path, alerts_smtp_host="127.0.0.1", alerts_smtp_port=_free_port(), alerts_smtp_security="none",
         alerts_smtp_from="canhbao@bacninh.gov.vn", alerts_smtp_user="canhbao", alerts_smtp_password=SMTP_PASSWORD,
-        alerts_timeout_seconds=5,
+        alerts_timeout_seconds=5, alerts_webhook_allow=["127.0.0.0/8"],
     )  # fmt: skip
     outcome = run_pass(database, closed, soon())
     assert [(d.channel, d.ok) for d in outcome] == [("email", False), ("webhook", True)]
@@ -694,3 +695,33 @@ def test_a_webhook_whose_key_is_lost_fails_with_the_reason_and_others_still_go(
         "OSError: the saved address cannot be read: alerts.key is missing or not the one it was saved with"
     )
     assert receiver.posts == [] and len(mailbox.messages) == 1
+
+
+def test_webhooks_may_not_reach_this_machine_or_its_local_link_unless_allowed(
+    client: TestClient, database: Database, settings: ServerSettings, tree: dict[str, int], receiver: Receiver
+) -> None:
+    # A unit administrator writes webhook addresses: they must not reach services only the server can reach
+    # (its own ports, a cloud's metadata service at 169.254.169.254).
+    put_rule(
+        client, admin_headers(client), tree["health"], kinds=["new_detection"],
+        webhooks=[{"url": receiver.url + "/local"}, {"url": "http://169.254.169.254/latest/meta-data/"}],
+    )  # fmt: skip
+    agent = add_agent(database, tree["hospital"], "bv-ketoan-01")
+    detect(database, agent, tree["hospital"], "Win.Trojan.Agent-1")
+    strict = settings.model_copy(update={"alerts_webhook_allow": []})
+    now = soon()
+    outcome = sorted(run_pass(database, strict, now), key=lambda d: d.error)
+    assert [d.ok for d in outcome] == [False, False]
+    assert "resolves to 127.0.0.1, an address of this machine" in outcome[0].error
+    assert "resolves to 169.254.169.254" in outcome[1].error
+    assert "GARRISON_ALERTS_WEBHOOK_ALLOW" in outcome[0].error
+    assert receiver.posts == []
+    # Allowed by the administrator of the server: the local one goes (the other is still refused).
+    outcome = run_pass(database, settings, now + timedelta(minutes=1))
+    assert sorted(d.ok for d in outcome) == [False, True]
+    assert len(receiver.at("/local")) == 1
+
+
+def test_the_allowed_webhook_networks_must_be_networks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a network"):
+        ServerSettings(data_dir=tmp_path, alerts_webhook_allow=["intranet"])

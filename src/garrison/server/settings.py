@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,8 @@ class ServerSettings(configfile.FileSettings):
         alerts_timeout_seconds: how long one e-mail or webhook attempt may take.
         alerts_console_url: the console's address as people reach it (``https://garrison.example.gov.vn``): the
             links in messages start with it (empty: links are paths only).
+        alerts_webhook_allow: networks (CIDR) webhooks may reach although they are this machine's or link-local
+            addresses, which are refused otherwise (``["127.0.0.1/32"]`` for a relay on the server itself).
     """
 
     model_config = SettingsConfigDict(env_prefix="GARRISON_")
@@ -150,9 +153,20 @@ class ServerSettings(configfile.FileSettings):
     alerts_smtp_from: str = Field(default="", max_length=255)
     alerts_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     alerts_console_url: str = Field(default="", max_length=255)
+    alerts_webhook_allow: list[str] = Field(default_factory=list, max_length=64)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'garrison.db'}"
+
+    @field_validator("alerts_webhook_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not a network (CIDR): {net[:64]!r}") from None
+        return [net.strip() for net in value]
 
     @field_validator("national_endpoint_url")
     @classmethod

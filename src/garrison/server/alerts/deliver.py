@@ -18,8 +18,10 @@ the SMTP password is never logged.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import smtplib
+import socket
 import ssl
 import threading
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from datetime import datetime, timedelta
 from email.header import Header
 from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
+from urllib.parse import urlsplit
 
 import httpx2
 from cryptography.exceptions import InvalidTag
@@ -134,7 +137,41 @@ for _name in ("httpx2", "httpcore2"):
     logging.getLogger(_name).addFilter(_QUIET)
 
 
+def check_destination(settings: ServerSettings, url: str) -> None:
+    """Refuse a webhook whose host is this machine, a link-local address (a cloud's metadata service), or
+    multicast/reserved space, unless ``alerts_webhook_allow`` lists its network: a unit administrator writes webhook
+    addresses, and must not turn the server into a way to reach services only the server can reach. Private networks
+    (10/8, 172.16/12, 192.168/16, fc00::/7) are allowed: an agency's chat server usually lives there.
+
+    The name is resolved here and again by the HTTP client; a name that changes its answer in between (DNS
+    rebinding by someone who controls the name's DNS) is not caught."""
+    host = urlsplit(url).hostname or ""
+    port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"the webhook's host name could not be resolved ({exc.strerror})") from None
+    allowed = [ipaddress.ip_network(net, strict=False) for net in settings.alerts_webhook_allow]
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        forbidden = (
+            address.is_loopback
+            or address.is_link_local
+            or address.is_multicast
+            or address.is_unspecified
+            or (address.is_reserved and not address.is_private)
+        )
+        if forbidden and not any(address in net for net in allowed if net.version == address.version):
+            raise OSError(
+                f"the webhook's host resolves to {address}, an address of this machine or of its local link;"
+                " list its network in GARRISON_ALERTS_WEBHOOK_ALLOW if that is intended"
+            )
+
+
 def send_webhook(settings: ServerSettings, url: str, message: digest.Message) -> None:
+    check_destination(settings, url)
     _QUIET.local.sending = True
     try:
         answer = _post(settings, url, message)

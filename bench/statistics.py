@@ -9,9 +9,10 @@ Run it::
 It builds a migrated database with a province of 20 departments of 10 units each, ``--agents`` agents spread over
 the units (a few offline, revoked, without real-time protection or with old signatures) and ``--detections``
 detections spread over the last 365 days (a few dozen names and four types, the agent's actions and people's
-triage mixed), inserted in bulk (one executemany per 10,000 rows). Then it times ``compute`` for the whole
-province and for one department, over the last quarter and the last year: the median of ``--runs`` runs after one
-warm-up run.
+triage mixed), inserted in bulk (one executemany per 10,000 rows), and a year of daily endpoint states per unit
+(what ``reports.history`` records). Then it times ``compute`` for the whole province and for one department, over
+the last quarter, the last year and a past quarter (whose endpoints come from the recorded states): the median of
+``--runs`` runs after one warm-up run.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from garrison.server.auth.scope import Scope
 from garrison.server.db import Database, make_engine, migrate
 from garrison.server.detections.models import Detection
 from garrison.server.reports import statistics
+from garrison.server.reports.models import EndpointState
 from garrison.server.units.models import Unit
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -132,6 +134,37 @@ def _detections(connection: Any, agents: list[tuple[str, int]], count: int, now:
         connection.execute(insert(Detection.__table__), [row() for _ in range(min(CHUNK, count - start))])  # type: ignore[arg-type]
 
 
+def _endpoint_states(connection: Any, unit_ids: list[int], agents: int, now: datetime, rng: random.Random) -> None:
+    """A year of daily states for every unit, as the server's recording pass leaves them."""
+    today = now.date()
+    per_unit = max(1, agents // len(unit_ids))
+    rows = []
+    for back in range(365):
+        for unit_id in unit_ids:
+            active = per_unit - rng.randint(0, per_unit // 10)
+            online = max(0, active - rng.randint(0, 5))
+            rows.append(
+                {
+                    "day": today - timedelta(days=back),
+                    "unit_id": unit_id,
+                    "declared_servers": 2,
+                    "declared_workstations": active,
+                    "declared_other": 0,
+                    "active": active,
+                    "online": online,
+                    "protected": max(0, online - rng.randint(0, 2)),
+                    "realtime_on": online,
+                    "firewall_on": max(0, online - 1),
+                    "firewall_unknown": 1,
+                    "signatures_7": rng.randint(0, 3),
+                    "signatures_15": rng.randint(0, 1),
+                    "recorded_at": now - timedelta(days=back),
+                }
+            )
+    for chunk in _chunks(rows):
+        connection.execute(insert(EndpointState.__table__), chunk)  # type: ignore[arg-type]
+
+
 def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(rows), CHUNK):
         yield rows[start : start + CHUNK]
@@ -158,6 +191,7 @@ def run(engine: Engine, agents: int, detections: int, runs: int) -> None:
         unit_ids = _units(connection)
         fleet = _agents(connection, unit_ids, agents, now, rng)
         _detections(connection, fleet, detections, now, rng)
+        _endpoint_states(connection, unit_ids, agents, now, rng)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))
@@ -169,9 +203,11 @@ def run(engine: Engine, agents: int, detections: int, runs: int) -> None:
         f" loaded in {time.perf_counter() - began:.1f} s"
     )
     database = Database(engine)
-    for label, days in (("quarter", 91), ("year", 365)):
+    periods = (("quarter", 91, 0), ("year", 365, 0), ("past q.", 182, 91))
+    for label, days, ago in periods:
         for scope_label, unit in (("province", None), ("department", 2)):
-            seconds, result = _time(database, unit, now - timedelta(days=days), now, runs)
+            end = now - timedelta(days=ago)
+            seconds, result = _time(database, unit, end - timedelta(days=days - ago), end, runs)
             print(
                 f"  {label:8} {scope_label:10} median {seconds * 1000:8.1f} ms  "
                 f"({result.current.detections:,} detections, {result.endpoints.active:,} computers)"

@@ -5,20 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from garrison.server.agents.models import Agent
 from garrison.server.db import Database, utcnow
 from garrison.server.detections.models import Detection
 from garrison.server.reports import history, statistics
 from garrison.server.reports.models import EndpointState
-from garrison.server.units.models import Unit
+from garrison.server.settings import ServerSettings
+from garrison.server.units.models import Unit, UnitKind
 from tests.server.conftest import agent_auth, detection_event, enroll_agent, enrollment_token, login
 
 VN = statistics.ZONE
@@ -398,3 +401,37 @@ def test_a_past_period_gives_the_endpoints_recorded_at_its_end(
     assert health.endpoints.active == 3 and health.endpoints.declared == 2 + 10 + 1 + 5 + 1  # yte-01, bv-01, bv-02
     # A snapshot keeps all of it.
     assert statistics.Statistics.from_json(json.loads(json.dumps(past.to_json()))) == past
+
+
+def test_server_processes_recording_the_same_day_at_once_keep_one_row_per_unit(
+    fresh_engine: Engine, tmp_path: Path
+) -> None:
+    """Several server processes run the recording pass; two replacing the same day at once must not both insert."""
+    database = Database(fresh_engine)
+    with database.session() as session:
+        for name in ("Tỉnh", "Sở Y tế", "Sở Tài chính"):
+            unit = Unit(name=name, kind=UnitKind.DEPARTMENT, path="")
+            session.add(unit)
+            session.flush()
+            unit.path = f"/{unit.id}/"
+        session.commit()
+    settings = ServerSettings(data_dir=tmp_path)
+    start = threading.Barrier(6)
+    failures: list[BaseException] = []
+
+    def record() -> None:
+        start.wait()
+        try:
+            history.record_pass(database, settings)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=record) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with database.session() as session:
+        rows = session.execute(select(EndpointState.unit_id, func.count()).group_by(EndpointState.unit_id)).all()
+    assert sorted(count for _unit, count in rows) == [1, 1, 1]

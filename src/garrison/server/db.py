@@ -109,6 +109,14 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
 
 
+def transaction_lock(session: Session, key: int) -> None:
+    """Serialise, between server processes, the work of this transaction that takes the same ``key``, until the
+    transaction ends. PostgreSQL: an advisory transaction lock. SQLite: nothing to do, every transaction already
+    holds the database's write lock (``BEGIN IMMEDIATE``, see ``make_engine``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 class Database:
     """An engine (or, in tests, one connection inside a transaction) and its session factory."""
 

@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from garrison.server.agents.models import Agent
-from garrison.server.db import Database, utcnow
+from garrison.server.db import Database, transaction_lock, utcnow
 from garrison.server.reports.models import EndpointState
 from garrison.server.reports.statistics import ENDPOINT_FIELDS, ZONE, state_columns
 from garrison.server.settings import ServerSettings
@@ -24,12 +24,17 @@ from garrison.server.units.models import Unit
 
 logger = logging.getLogger(__name__)
 
+#: Serialises recording between server processes ("gsta"): two passes replacing the same day at once would
+#: otherwise both delete, then both insert the day's rows, and the second would fail on their primary key.
+RECORD_LOCK = 0x67737461
+
 
 def record(session: Session, now: datetime | None = None, heartbeat_seconds: float = 60.0) -> date:
     """Record every unit's endpoints as they are at ``now`` under its Vietnam day (replacing that day's rows);
     the day recorded. One query per table; a province of a few hundred units writes a few hundred rows."""
     now = now or utcnow()
     day = now.astimezone(ZONE).date()
+    transaction_lock(session, RECORD_LOCK)
     states = {
         unit_id: [int(n) for n in counts]
         for unit_id, *counts in session.execute(

@@ -28,13 +28,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, Signer
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
 from garrison.atomicfile import write_atomic
-from garrison.server.db import utcnow
+from garrison.server.db import transaction_lock, utcnow
 from garrison.server.errors import BadRequest, NotFound
 from garrison.server.updates.models import TufMetadata, UpdateTarget
 
@@ -171,9 +171,7 @@ class UpdateRepository:
 
     def lock(self, session: Session) -> None:
         """Serialise repository changes until the transaction ends."""
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REPOSITORY_LOCK})
-        # SQLite: every transaction already holds the write lock (BEGIN IMMEDIATE, see db.make_engine).
+        transaction_lock(session, REPOSITORY_LOCK)
 
     def initialise(self, session: Session, now: datetime | None = None) -> bool:
         """Make the keys and the first signed metadata, unless done already; True if it did."""

@@ -42,11 +42,11 @@ PAGE_SIZE = 50
 STATUS_LABELS = {
     "queued": N_("Waiting to be sent"),
     "sending": N_("Being sent"),
-    "delivered": N_("Received"),
+    "delivered": N_("Received by the authority"),
     "failed": N_("Not delivered"),
 }
 OUTCOME_LABELS = {
-    "delivered": N_("Received"),
+    "delivered": N_("Received by the authority"),
     "retry": N_("Will try again"),
     "failed": N_("Refused or given up"),
     "lost": N_("Interrupted (the server stopped)"),

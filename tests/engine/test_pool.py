@@ -18,6 +18,12 @@ from garrison.engine.pool import scan_files
 from tests.conftest import zip_bytes
 
 
+def _members(count: int, size: int) -> dict[str, bytes]:
+    """Random members behind a text prefix: a member that happened to start with a format's magic (1f 8b, gzip:
+    about one run in 30 with 2,000 members) would be unpacked, fail, and make its file incomplete."""
+    return {f"m{i}.txt": b"garrison test member\n" + os.urandom(size) for i in range(count)}
+
+
 def _files(directory: Path, count: int, data: bytes) -> list[tuple[str, int]]:
     directory.mkdir(exist_ok=True)
     paths = []
@@ -40,7 +46,7 @@ def test_a_worker_over_its_time_is_stopped_and_replaced(tmp_path: Path, monkeypa
     # No grace and a tiny limit: the watchdog stops workers mid-file; every file still gets one result.
     monkeypatch.setattr(pool_module, "GRACE_SECONDS", 0.0)
     monkeypatch.setattr(pool_module, "SEND_INTERVAL", 0.0)
-    members = {f"m{i}.txt": os.urandom(1024) for i in range(2000)}
+    members = _members(2000, 1024)
     paths = _files(tmp_path / "slow", 6, zip_bytes(members))
     engine = Engine(limits=ScanLimits(max_scan_time=0.001))
     results = list(scan_files(engine, paths, jobs=2))
@@ -54,7 +60,7 @@ def test_a_worker_over_its_time_is_stopped_and_replaced(tmp_path: Path, monkeypa
 def test_a_killed_worker_loses_nothing_and_blames_no_file(tmp_path: Path) -> None:
     # The worker is killed from outside, not by a file: its files are scanned again one by one, and since none
     # of them is at fault each gets its normal result.
-    members = {f"m{i}.txt": os.urandom(4096) for i in range(2000)}
+    members = _members(2000, 4096)
     paths = _files(tmp_path / "crash", 6, zip_bytes(members))
     killed: list[int] = []
 

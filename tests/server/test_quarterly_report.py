@@ -193,7 +193,7 @@ def test_the_docx_holds_the_figures_of_the_statistics(
     assert document.core_properties.title == "BÁO CÁO: Tình hình lây nhiễm mã độc quý 1 năm 2026"
 
     tables = document.tables
-    assert len(tables) == 8
+    assert len(tables) == 9
     header = _cells(tables[0])
     assert header[0][0].splitlines()[:2] == ["TỈNH BẮC NINH", "SỞ Y TẾ"]
     assert header[0][1].splitlines()[:2] == ["CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Độc lập - Tự do - Hạnh phúc"]
@@ -207,7 +207,13 @@ def test_the_docx_holds_the_figures_of_the_statistics(
     assert "Kính gửi: Sở Khoa học và Công nghệ tỉnh Bắc Ninh" in paragraphs
     assert any("từ ngày 01/01/2026 đến ngày 31/03/2026" in p for p in paragraphs)
     assert any("từ ngày 03/10/2025 đến ngày 31/12/2025" in p for p in paragraphs)  # the previous period, as compared
-    for heading in ("1. Tình hình triển khai", "2. Tình hình lây nhiễm", "3. So sánh", "4. Đề xuất"):
+    for heading in (
+        "1. Tình hình triển khai",
+        "2. Tình hình lây nhiễm",
+        "3. So sánh",
+        "4. Tình hình báo cáo của các",
+        "5. Đề xuất",
+    ):
         assert any(p.startswith(heading) for p in paragraphs), heading
 
     coverage, infections = _expected_figures(stats)
@@ -245,7 +251,16 @@ def test_the_docx_holds_the_figures_of_the_statistics(
     assert {r[1]: r[2:] for r in comparison[1:]} == changes
     assert changes[LABELS["detections"][0]] == ["5", "1", "+4"]
 
-    copies, signature = (cell.text.splitlines() for cell in tables[7].rows[0].cells)
+    # The units under it: the hospital has sent nothing; its figures now, kept out of the total of the reports sent.
+    hospital = _stats(database, fleet["hospital"]).current
+    figures = [str(n) for n in (hospital.enrolled, hospital.detections, hospital.infected_endpoints)]
+    assert _cells(tables[7])[1:] == [
+        ["1", "Bệnh viện", "Quá hạn, chưa gửi (số liệu hiện tại)", *figures, str(hospital.outstanding)],
+        ["", "Tổng các báo cáo đã gửi", "", "0", "0", "0", "0"],
+    ]
+    assert figures == ["2", "3", "2"]
+
+    copies, signature = (cell.text.splitlines() for cell in tables[8].rows[0].cells)
     assert copies == ["Nơi nhận:", "- Như trên;", "- Lưu: VT."]
     assert signature[0] == "GIÁM ĐỐC" and signature[-1] == "Nguyễn Văn An"
 
@@ -284,7 +299,7 @@ def test_the_xlsx_holds_the_same_numbers(client: TestClient, database: Database,
     assert answer.headers["content-type"] == quarterly_media("xlsx")
     stats = _stats(database, fleet["health"])
     book = load_workbook(io.BytesIO(answer.content))
-    assert book.sheetnames == ["Triển khai", "Lây nhiễm", "Tên mã độc", "Theo loại", "So sánh"]
+    assert book.sheetnames == ["Triển khai", "Lây nhiễm", "Tên mã độc", "Theo loại", "So sánh", "Đơn vị trực thuộc"]
     for sheet in book.worksheets:
         assert sheet["A1"].value == "BÁO CÁO: Tình hình lây nhiễm mã độc quý 1 năm 2026 — Sở Y tế"
         assert sheet["A2"].value == "01/01/2026 – 31/03/2026"
@@ -323,6 +338,14 @@ def test_the_xlsx_holds_the_same_numbers(client: TestClient, database: Database,
     assert formula and all(
         cell.data_type == "s" for (cell,) in names.iter_rows(min_row=4, min_col=2, max_col=2)
     )  # a name is never run as a formula
+
+    hospital = _stats(database, fleet["hospital"]).current
+    assert list(book["Đơn vị trực thuộc"].iter_rows(min_row=4, values_only=True)) == [
+        ("STT", "Đơn vị", "Tình trạng", "Ngày gửi", "Số máy", "Phát hiện", "Máy nhiễm", "Đã xử lý", "Chưa xử lý"),
+        (1, "Bệnh viện", "Quá hạn, chưa gửi (số liệu hiện tại)", None, hospital.enrolled, hospital.detections,
+         hospital.infected_endpoints, hospital.resolved, hospital.outstanding),
+        (None, "Tổng các báo cáo đã gửi", None, None, 0, 0, 0, 0, 0),
+    ]  # fmt: skip
 
     comparison = {r[1]: list(r[2:5]) for r in book["So sánh"].iter_rows(min_row=5, values_only=True)}
     trend = stats.trend

@@ -25,7 +25,7 @@ from garrison.server.db import Database
 from garrison.server.deps import Caller
 from garrison.server.detections.models import Detection, Triage
 from garrison.server.errors import BadRequest, Conflict
-from garrison.server.reports import calendar, rollup, statistics, submissions
+from garrison.server.reports import calendar, quarterly, rollup, statistics, submissions
 from garrison.server.reports.models import ReportSubmission
 from garrison.server.reports.statistics import NameCount, RemovalTime
 from garrison.server.units.models import Unit
@@ -208,6 +208,62 @@ def test_a_submitted_report_keeps_its_figures_and_documents(
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("report.submi%"))).all()
         assert sorted(e.action for e in events).count("report.submit") == 2
         assert sum(e.action == "report.submission_download" for e in events) == 4
+
+
+def _units_table(body: bytes) -> list[list[str]]:
+    """The rows of the document's table of the units' reports (the one headed "Đơn vị")."""
+    document = docx.Document(io.BytesIO(body))
+    [table] = [t for t in document.tables if t.rows[0].cells[1].text == "Đơn vị"]
+    return [[c.text for c in row.cells] for row in table.rows]
+
+
+def test_a_report_lists_its_units_reports_frozen_when_it_was_submitted(
+    client: TestClient, database: Database, fleet: dict[str, Any]
+) -> None:
+    health, hospital = fleet["health"], fleet["hospital"]
+    headers = {"X-CSRF-Token": login(client)}
+    body = {"year": 2026, "quarter": 1}
+    sent = client.post("/api/v1/reporting/submissions", json={**body, "unit_id": hospital}, headers=headers).json()
+    figures = _live(database, hospital).current
+    assert (figures.enrolled, figures.detections, figures.infected_endpoints) == (2, 2, 2)
+    report = client.post("/api/v1/reporting/submissions", json={**body, "unit_id": health}, headers=headers).json()
+    assert [u["name"] for u in report["info"]["units"]] == ["Bệnh viện"]
+
+    sent_on = quarterly.day(submissions.submitted_at(client_submission(database, sent["id"])).astimezone(VN).date(),
+                            "vi")  # fmt: skip
+    expected = ["2", "2", "2", str(figures.outstanding)]
+    rows = _units_table(client.get(f"/api/v1/reporting/submissions/{report['id']}/report.docx").content)
+    assert rows[0] == ["STT", "Đơn vị", "Tình trạng", "Số máy", "Phát hiện", "Máy nhiễm", "Chưa xử lý"]
+    assert rows[1] == ["1", "Bệnh viện", f"Gửi muộn, {sent_on}", *expected]  # Q1's deadline passed long ago
+    assert rows[2] == ["", "Tổng các báo cáo đã gửi", "", *expected]
+
+    # The hospital finds more and sends a correction: the department's submitted document does not change; its
+    # report made now shows the correction.
+    detect(database, fleet["bv-1"], hospital, "Win.Late.D", vn("2026-03-25T08:00:00"))
+    client.post("/api/v1/reporting/submissions", json={**body, "unit_id": hospital}, headers=headers)
+    again = _units_table(client.get(f"/api/v1/reporting/submissions/{report['id']}/report.docx").content)
+    assert again == rows
+    now = client.get("/api/v1/reports/quarterly.docx", params={"unit_id": health, **body})
+    assert _units_table(now.content)[1][2:5] == [f"Gửi muộn, {sent_on} (lần 2)", "2", "3"]
+
+    # The province, made now: the department sent, education did not (its figures of now, apart from the total).
+    book = load_workbook(io.BytesIO(client.get("/api/v1/reports/quarterly.xlsx",
+                                               params={"unit_id": fleet["province"], **body}).content))  # fmt: skip
+    values = [list(row) for row in book["Đơn vị trực thuộc"].iter_rows(min_row=5, values_only=True)]
+    education = _live(database, fleet["education"]).current
+    assert [v[:3] for v in values] == [
+        [1, "Sở Y tế", "Gửi muộn"],
+        [2, "Sở Giáo dục", "Quá hạn, chưa gửi (số liệu hiện tại)"],
+        [None, "Tổng các báo cáo đã gửi", None],
+    ]
+    assert values[1][5] == education.detections == 2 and values[0][5] == values[2][5] == 2  # health's frozen 2
+
+
+def client_submission(database: Database, submission_id: int) -> ReportSubmission:
+    with database.session() as session:
+        found = session.get(ReportSubmission, submission_id)
+        assert found is not None
+        return found
 
 
 def test_submissions_open_in_the_quarters_last_month(database: Database, fleet: dict[str, Any]) -> None:

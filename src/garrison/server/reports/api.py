@@ -17,7 +17,7 @@ from garrison.server.audit.service import record
 from garrison.server.db import utcnow
 from garrison.server.deps import CurrentCaller, DbSession, Settings
 from garrison.server.errors import ERROR_RESPONSES, BadRequest, ErrorOut
-from garrison.server.reports import exports, quarterly, statistics
+from garrison.server.reports import exports, quarterly, rollup, statistics
 from garrison.server.reports.schemas import StatisticsOut, statistics_out
 from garrison.server.wire import ID_MAX
 
@@ -147,11 +147,12 @@ def quarterly_report(
     if year is None or quarter is None:
         year, quarter = statistics.current_quarter()
     unit = quarterly.report_unit(session, caller.scope, unit_id)
+    reporting_id = unit.id if unit is not None else None
     first, after = statistics.quarter_bounds(year, quarter)
     stats = statistics.compute(
         session,
         caller.scope,
-        unit.id if unit is not None else None,
+        reporting_id,
         first,
         after,
         heartbeat_seconds=settings.heartbeat_seconds,
@@ -168,6 +169,9 @@ def quarterly_report(
         issued=issued or utcnow().astimezone(statistics.ZONE).date(),
         signer_title=signer_title,
         signer_name=signer_name,
+        units=rollup.document_lines(
+            session, caller.scope, reporting_id, year, quarter, heartbeat_seconds=settings.heartbeat_seconds
+        ),
     )
     build, media_type = quarterly.FORMATS[file_format]
     body = build(stats, info, lang)

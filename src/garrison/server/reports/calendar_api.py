@@ -162,9 +162,13 @@ def submit(body: SubmissionIn, session: DbSession, caller: CurrentCaller, settin
         number=body.number, symbol=body.symbol, recipient=body.recipient, place=body.place, issued=body.issued,
         signer_title=body.signer_title, signer_name=body.signer_name, parent_agency=body.parent_agency,
     )  # fmt: skip
-    submission = submissions.submit(
-        session, caller, body.unit_id, body.year, body.quarter, fields, heartbeat_seconds=settings.heartbeat_seconds
+    lines = rollup.document_lines(
+        session, caller.scope, body.unit_id, body.year, body.quarter, heartbeat_seconds=settings.heartbeat_seconds
     )
+    submission = submissions.submit(
+        session, caller, body.unit_id, body.year, body.quarter, fields, heartbeat_seconds=settings.heartbeat_seconds,
+        unit_lines=lines,
+    )  # fmt: skip
     return _out(session, submission, calendar.rules(session), with_figures=True)
 
 

@@ -52,6 +52,52 @@ TEXT_WIDTH_MM = 210 - 30 - 15
 
 
 @dataclass(frozen=True, slots=True)
+class UnitLine:
+    """One unit directly under the reporting one, as the document's section on the units' reports prints it: its
+    latest report of the quarter (frozen figures) or, when it has sent none, its figures when the document was made
+    (``live``). Made by ``reports.rollup.unit_lines``; kept in a submission's ``info`` so that the submitted document
+    keeps the units' state at the moment it was sent."""
+
+    name: str
+    status: str  # reports.submissions.Status: submitted, late, not_yet, overdue
+    submitted: date | None  # Vietnam's day of the latest version, when there is one
+    version: int | None
+    live: bool
+    enrolled: int
+    detections: int
+    infected: int
+    resolved: int
+    outstanding: int
+
+    FIGURES = ("enrolled", "detections", "infected", "resolved", "outstanding")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "submitted": self.submitted.isoformat() if self.submitted else None,
+            "version": self.version,
+            "live": self.live,
+            **{key: getattr(self, key) for key in self.FIGURES},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> UnitLine | None:
+        """The line of ``data``, or None when it is not one (a federated server's odd info is skipped)."""
+        if not isinstance(data, dict):
+            return None
+        name, status, submitted, version = (data.get(k) for k in ("name", "status", "submitted", "version"))
+        counts = [n for key in cls.FIGURES if type(n := data.get(key)) is int]
+        if not isinstance(name, str) or status not in STATUS_TEXTS or len(counts) != len(cls.FIGURES):
+            return None
+        try:
+            day_ = date.fromisoformat(submitted) if isinstance(submitted, str) else None
+        except ValueError:
+            day_ = None
+        return cls(name, status, day_, version if type(version) is int else None, data.get("live") is True, *counts)
+
+
+@dataclass(frozen=True, slots=True)
 class ReportInfo:
     """What the document says besides the figures. Empty texts are printed as the dotted blank ``……``."""
 
@@ -67,6 +113,7 @@ class ReportInfo:
     signer_title: str = ""
     signer_name: str = ""
     copies: tuple[str, ...] = field(default=())  # Nơi nhận, besides "Như trên" and the archive
+    units: tuple[UnitLine, ...] = field(default=())  # the units directly under it; empty: no such section
 
 
 TEXTS: dict[str, tuple[str, str]] = {
@@ -108,7 +155,27 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Kỳ trước: từ ngày {first} đến ngày {last} (cùng độ dài, ngay trước kỳ báo cáo).",
         "Previous period: from {first} to {last} (of the same length, just before the reported one).",
     ),
-    "proposals": ("4. Đề xuất, kiến nghị", "4. Proposals"),
+    "units": ("4. Tình hình báo cáo của các đơn vị trực thuộc", "4. Reports of the units under it"),
+    "units_note": (
+        "Số liệu của đơn vị đã gửi báo cáo là số liệu trong báo cáo đã gửi (lần gửi cuối); của đơn vị chưa gửi là "
+        "số liệu tại thời điểm lập báo cáo này. Số máy: máy đã đăng ký đến cuối kỳ; phát hiện, máy nhiễm, chưa xử "
+        "lý: trong kỳ. Dòng tổng chỉ cộng các báo cáo đã gửi.",
+        "For a unit that has reported, the figures of its report (its latest version); for one that has not, its "
+        "figures when this report was made. Enrolled: computers enrolled at the end of the period; detections, "
+        "infected computers and those not dealt with: in the period. The total adds up the reports sent only.",
+    ),
+    "unit": ("Đơn vị", "Unit"),
+    "status": ("Tình trạng", "Status"),
+    "sent_on": ("Ngày gửi", "Sent on"),
+    "enrolled_short": ("Số máy", "Enrolled"),
+    "detections_short": ("Phát hiện", "Detections"),
+    "infected_short": ("Máy nhiễm", "Infected"),
+    "resolved_short": ("Đã xử lý", "Dealt with"),
+    "outstanding_short": ("Chưa xử lý", "Not dealt with"),
+    "total_sent": ("Tổng các báo cáo đã gửi", "Total of the reports sent"),
+    "version": ("lần {n}", "version {n}"),
+    "live_mark": ("(số liệu hiện tại)", "(figures now)"),
+    "proposals": ("{n}. Đề xuất, kiến nghị", "{n}. Proposals"),
     "proposals_text": (
         "[Đơn vị ghi các khó khăn, vướng mắc và đề xuất, kiến nghị của mình tại đây.]",
         "[The unit writes its difficulties and proposals here.]",
@@ -138,6 +205,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "active_base": ("số máy đang quản lý", "managed now"),
     "detections_base": ("số lượt phát hiện", "detections"),
     "enrolled_base": ("số máy đã đăng ký", "enrolled"),
+}
+STATUS_TEXTS: dict[str, tuple[str, str]] = {
+    "submitted": ("Đã gửi đúng hạn", "Sent on time"),
+    "late": ("Gửi muộn", "Sent late"),
+    "not_yet": ("Chưa gửi (chưa đến hạn)", "Not sent (not yet due)"),
+    "overdue": ("Quá hạn, chưa gửi", "Overdue, not sent"),
 }
 MONTHS_EN = (
     "January", "February", "March", "April", "May", "June",
@@ -397,17 +470,19 @@ def _header(document: Any, info: ReportInfo, language: Language) -> None:
     _paragraph(date_cell, date_line(info, language), align=center, italic=True, after=0, first=True)
 
 
-def _table(document: Any, headings: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[float]) -> Any:
+def _table(
+    document: Any, headings: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[float], size: int = 12
+) -> Any:
     table = document.add_table(rows=1, cols=len(headings))
     table.style = "Table Grid"
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     for cell, heading in zip(table.rows[0].cells, headings, strict=True):
-        _paragraph(cell, heading, align=WD_ALIGN_PARAGRAPH.CENTER, bold=True, size=Pt(12), after=0, first=True)
+        _paragraph(cell, heading, align=WD_ALIGN_PARAGRAPH.CENTER, bold=True, size=Pt(size), after=0, first=True)
     for values in rows:
         cells = table.add_row().cells
         for column, (cell, value) in enumerate(zip(cells, values, strict=True)):
             align = WD_ALIGN_PARAGRAPH.LEFT if column == 1 or len(values) == 1 else WD_ALIGN_PARAGRAPH.CENTER
-            _paragraph(cell, value, align=align, size=Pt(12), after=0, first=True)
+            _paragraph(cell, value, align=align, size=Pt(size), after=0, first=True)
     _widths(table, widths)
     document.add_paragraph().paragraph_format.space_after = Pt(0)
     return table
@@ -499,7 +574,9 @@ def build_docx(stats: Statistics, info: ReportInfo, language: Language = "vi") -
     headings = [text(k, language) for k in ("no", "figure", "this", "previous", "difference")]
     _table(document, headings, comparison, (12, 70, 26, 26, 31))
 
-    _paragraph(document, text("proposals", language), bold=True, indent=True)
+    if info.units:
+        _units_section(document, info.units, language)
+    _paragraph(document, text("proposals", language, n=5 if info.units else 4), bold=True, indent=True)
     _paragraph(document, text("proposals_text", language), indent=True)
     _paragraph(document, text("closing", language, agency=agency), indent=True)
     _signature(document, info, language)
@@ -507,6 +584,49 @@ def build_docx(stats: Statistics, info: ReportInfo, language: Language = "vi") -
     output = io.BytesIO()
     document.save(output)
     return output.getvalue()
+
+
+def unit_rows(lines: Sequence[UnitLine], language: Language) -> tuple[list[list[str]], list[int]]:
+    """The section's rows in words (number, unit, status, sent on, then the figures) and the total of the sent."""
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        sent = "" if line.submitted is None else day(line.submitted, language)
+        if line.version and line.version > 1:
+            sent += f" ({text('version', language, n=line.version)})"
+        status = STATUS_TEXTS[line.status][0 if language == "vi" else 1]
+        if line.live:
+            status += " " + text("live_mark", language)
+        figures = [number(getattr(line, key), language) for key in UnitLine.FIGURES]
+        rows.append([str(i), line.name, status, sent, *figures])
+    total = [sum(getattr(line, key) for line in lines if not line.live) for key in UnitLine.FIGURES]
+    return rows, total
+
+
+def unit_headings(language: Language) -> list[str]:
+    keys = ("no", "unit", "status", "sent_on", *(f"{key}_short" for key in UnitLine.FIGURES))
+    return [text(key, language) for key in keys]
+
+
+#: The figures the document's table shows (the XLSX has every one): seven columns fit a 165 mm line at 11 pt.
+DOCUMENT_FIGURES = ("enrolled", "detections", "infected", "outstanding")
+
+
+def _units_section(document: Any, lines: Sequence[UnitLine], language: Language) -> None:
+    _paragraph(document, text("units", language), bold=True, indent=True)
+    _paragraph(document, text("units_note", language), indent=True, italic=True)
+    words, total = unit_rows(lines, language)
+    shown = [UnitLine.FIGURES.index(key) for key in DOCUMENT_FIGURES]
+    rows = [
+        [no, name, f"{status}, {sent}" if sent else status, *(figures[k] for k in shown)]
+        for no, name, status, sent, *figures in words
+    ]
+    rows.append(["", text("total_sent", language), "", *(number(total[k], language) for k in shown)])
+    keys = ("no", "unit", "status", *(f"{key}_short" for key in DOCUMENT_FIGURES))
+    table = _table(document, [text(k, language) for k in keys], rows, (12, 40, 37, 19, 19, 19, 19), size=11)
+    for cell in table.rows[-1].cells:
+        for paragraph in cell.paragraphs:
+            for run in paragraph.runs:
+                run.bold = True
 
 
 def _signature(document: Any, info: ReportInfo, language: Language) -> None:
@@ -593,7 +713,7 @@ def build_xlsx(stats: Statistics, info: ReportInfo, language: Language = "vi") -
         "names": ("Tên mã độc", "Malware names"),
         "kinds": ("Theo loại", "By type"),
         "comparison": ("So sánh", "Comparison"),
-    }
+    }  # and "Đơn vị trực thuộc" / "Units" when the report has units under it
     index = 0 if language == "vi" else 1
     _sheet(book, sheets["coverage"][index], heading, subtitle, figure_columns, figures(coverage_rows(stats)))
     infections = figures(infection_rows(stats))
@@ -617,6 +737,17 @@ def build_xlsx(stats: Statistics, info: ReportInfo, language: Language = "vi") -
     sheet = _sheet(book, sheets["comparison"][index], heading, subtitle, columns, comparison)
     _text(sheet, 3, 1, text("comparison_note", language, first=day(before_first, language),
                             last=day(before_last, language)))  # fmt: skip
+    if info.units:
+        widths = (6.0, 40.0, 34.0, 16.0, 12.0, 12.0, 12.0, 12.0, 12.0)
+        columns = list(zip(unit_headings(language), widths, strict=True))
+        words, total = unit_rows(info.units, language)
+        unit_sheet: list[Sequence[str | int | float | None]] = [
+            [i, line.name, said[2], said[3], *(getattr(line, key) for key in UnitLine.FIGURES)]
+            for i, (line, said) in enumerate(zip(info.units, words, strict=True), start=1)
+        ]
+        unit_sheet.append([None, t["total_sent"], None, None, *total])
+        sheet = _sheet(book, ("Đơn vị trực thuộc", "Units")[index], heading, subtitle, columns, unit_sheet)
+        _text(sheet, 3, 1, t["units_note"])
     output = io.BytesIO()
     book.save(output)
     return output.getvalue()

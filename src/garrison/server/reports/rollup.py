@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from garrison.server.auth.scope import Scope
 from garrison.server.db import utcnow
-from garrison.server.reports import calendar, statistics, submissions
+from garrison.server.reports import calendar, quarterly, statistics, submissions
 from garrison.server.reports.models import ReportSubmission
 from garrison.server.reports.statistics import Endpoints, NameCount, PeriodCounts, RemovalTime, Statistics
 from garrison.server.units import service as units
@@ -139,3 +139,38 @@ def rollup(
     submitted, exact = combine(sent, parent, start, end, now) if sent else (None, True)
     missing = combine(unsent, parent, start, end, now)[0] if unsent else None
     return Rollup(parent, year, quarter, rows, submitted, missing, exact)
+
+
+def unit_lines(found: Rollup) -> tuple[quarterly.UnitLine, ...]:
+    """The roll-up as the quarterly document's section on the units' reports prints it."""
+    lines = []
+    for row in found.rows:
+        sent = row.submission
+        counts = row.figures.current
+        lines.append(
+            quarterly.UnitLine(
+                name=row.unit.name,
+                status=row.status,
+                submitted=None if sent is None else submissions.submitted_at(sent).astimezone(statistics.ZONE).date(),
+                version=None if sent is None else sent.version,
+                live=row.live,
+                enrolled=counts.enrolled,
+                detections=counts.detections,
+                infected=counts.infected_endpoints,
+                resolved=counts.resolved,
+                outstanding=counts.outstanding,
+            )
+        )
+    return tuple(lines)
+
+
+def document_lines(
+    session: Session, scope: Scope, unit_id: int | None, year: int, quarter: int, *, heartbeat_seconds: float,
+    now: datetime | None = None,
+) -> tuple[quarterly.UnitLine, ...]:  # fmt: skip
+    """The section on the units' reports of ``unit_id``'s quarterly document (404 outside ``scope``): empty
+    without units under it."""
+    if unit_id is None or session.scalar(select(Unit.id).where(Unit.parent_id == unit_id).limit(1)) is None:
+        return ()
+    found = rollup(session, scope, unit_id, year, quarter, heartbeat_seconds=heartbeat_seconds, now=now)
+    return unit_lines(found)

@@ -20,6 +20,7 @@ Lateness is judged against the deadline the unit's reporting line gives now (``r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -99,7 +100,12 @@ def report_info(submission: ReportSubmission) -> quarterly.ReportInfo:
         issued=date.fromisoformat(issued) if isinstance(issued, str) and issued else None,
         signer_title=text("signer_title"),
         signer_name=text("signer_name"),
+        units=tuple(line for item in _list(info.get("units")) if (line := quarterly.UnitLine.from_json(item))),
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def check_open(year: int, quarter: int, now: datetime) -> None:
@@ -120,8 +126,10 @@ def submit(
     *,
     heartbeat_seconds: float = 60.0,
     now: datetime | None = None,
+    unit_lines: Sequence[quarterly.UnitLine] = (),
 ) -> ReportSubmission:
-    """Submit ``unit_id``'s report of ``quarter`` of ``year``: its figures now, frozen; the next version."""
+    """Submit ``unit_id``'s report of ``quarter`` of ``year``: its figures now, frozen; the next version.
+    ``unit_lines``: the units under it as they stand now (``rollup.document_lines``), kept for its document."""
     if not caller.scope.writable:
         raise Forbidden("read-only access")
     unit = units.get(session, caller.scope, unit_id)
@@ -142,7 +150,7 @@ def submit(
         quarter=quarter,
         version=(previous or 0) + 1,
         figures=figures.to_json(),
-        info=_info(session, unit, info, now),
+        info={**_info(session, unit, info, now), "units": [line.to_json() for line in unit_lines]},
         submitted_at=now,
         submitted_by=caller.user.id,
         submitted_by_name=caller.user.username,

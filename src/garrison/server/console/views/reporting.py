@@ -182,8 +182,10 @@ def submit(
             issued=issued_day, signer_title=signer_title.strip(), signer_name=signer_name.strip(),
             parent_agency=parent_agency.strip(),
         )  # fmt: skip
+        beat = settings.heartbeat_seconds
+        lines = rollup.document_lines(session, viewer.caller.scope, chosen.id, year, quarter, heartbeat_seconds=beat)
         submissions.submit(
-            session, viewer.caller, chosen.id, year, quarter, fields, heartbeat_seconds=settings.heartbeat_seconds
+            session, viewer.caller, chosen.id, year, quarter, fields, heartbeat_seconds=beat, unit_lines=lines
         )
     except ServerError as refused:
         session.rollback()

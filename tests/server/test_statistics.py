@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine, func, select
 
 from garrison.server.agents.models import Agent
+from garrison.server.console import i18n
 from garrison.server.db import Database, utcnow
 from garrison.server.detections.models import Detection
 from garrison.server.reports import history, statistics
@@ -23,6 +25,7 @@ from garrison.server.reports.models import EndpointState
 from garrison.server.settings import ServerSettings
 from garrison.server.units.models import Unit, UnitKind
 from tests.server.conftest import agent_auth, detection_event, enroll_agent, enrollment_token, login
+from tests.server.console.test_views import console_login
 
 VN = statistics.ZONE
 Q1_2026 = statistics.quarter_bounds(2026, 1)
@@ -192,7 +195,8 @@ def test_every_figure_of_the_whole_province(client: TestClient, fleet: dict[str,
     assert body["detections"]["false_positives"]["evidence"] == (
         "/detections?from=2026-01-01&to=2026-03-31&triage=false_positive"
     )
-    assert body["detections"]["removed"]["evidence"] is None
+    assert body["detections"]["removed"]["evidence"] == "/detections?from=2026-01-01&to=2026-03-31&outcome=removed"
+    assert body["detections"]["infected_endpoints"]["evidence"] is None  # no list of computers by detections yet
     assert body["detections"]["enrolled"]["evidence"] is None  # the quarter is over: today's list differs
     assert body["by_name"][1]["evidence"] == "/detections?from=2026-01-01&to=2026-03-31&name=Trojan.X"
 
@@ -207,7 +211,9 @@ def test_a_unit_subtree_and_the_median_time_to_removal(client: TestClient, fleet
         "evidence": f"/agents?state=online&unit={fleet['hospital']}",
     }
     assert body["detections"]["detections"]["value"] == 4
-    assert body["detections"]["detections"]["evidence"] is None  # the detections list has no unit filter
+    assert body["detections"]["detections"]["evidence"] == (
+        f"/detections?from=2026-01-01&to=2026-03-31&unit={fleet['hospital']}"
+    )
     assert body["time_to_removal"] == {"count": 1, "median_seconds": 3600.0, "mean_seconds": 3600.0}
 
 
@@ -435,3 +441,30 @@ def test_server_processes_recording_the_same_day_at_once_keep_one_row_per_unit(
     with database.session() as session:
         rows = session.execute(select(EndpointState.unit_id, func.count()).group_by(EndpointState.unit_id)).all()
     assert sorted(count for _unit, count in rows) == [1, 1, 1]
+
+
+@pytest.mark.parametrize("unit", [None, "health", "hospital"])
+def test_every_detection_figure_opens_the_list_of_what_it_counted(
+    client: TestClient, fleet: dict[str, Any], unit: str | None
+) -> None:
+    """Following a figure's evidence link shows as many detections as the figure says (the page's total)."""
+    params = _q1(unit_id=fleet[unit]) if unit else _q1()
+    body = _get(client, "/api/v1/statistics", **params).json()
+    linked = {code: figure for code, figure in body["detections"].items() if figure["evidence"]}
+    outcomes = {"removed", "quarantined", "deleted", "action_failed", "resolved", "outstanding", "false_positives"}
+    assert set(linked) == {"detections", "names", *outcomes}
+    assert sum(body["detections"][code]["value"] for code in outcomes) > 0  # the comparison is not only of zeros
+    console_login(client)
+    client.cookies.set(i18n.LANGUAGE_COOKIE, "en")
+    for code, figure in linked.items():
+        if code == "names":
+            continue  # distinct names: the list shows their detections
+        page = client.get(figure["evidence"])
+        assert page.status_code == 200, (code, page.text)
+        total = re.search(r"<p class=\"muted\">([\d,]+) detections</p>", page.text)
+        assert total is not None, code
+        assert int(total[1].replace(",", "")) == figure["value"], (code, figure)
+    for name in body["by_name"]:
+        page = client.get(name["evidence"])
+        total = re.search(r"<p class=\"muted\">([\d,]+) detections</p>", page.text)
+        assert total is not None and int(total[1].replace(",", "")) == name["detections"], name

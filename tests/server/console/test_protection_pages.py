@@ -291,6 +291,16 @@ def test_detection_scope(client: TestClient, tree: dict[str, int], fleet: dict[s
     )
     assert moved.status_code == 404
     assert "Win.Worm.Other" not in client.get("/detections.csv").content.decode("utf-8")
+    # The unit filter narrows within the scope; a unit outside it is a 404, not an empty list.
+    assert client.get(f"/detections?unit={tree['education']}").status_code == 404
+    assert client.get(f"/detections.csv?unit={tree['province']}").status_code == 404
+    hospital = client.get(f"/detections?unit={tree['hospital']}")
+    assert hospital.status_code == 200 and "Win.Worm.Other" not in hospital.text
+    client.cookies.clear()
+    console_login(client)
+    assert "Win.Worm.Other" in client.get(f"/detections?unit={tree['education']}").text
+    assert "Win.Worm.Other" not in client.get(f"/detections?unit={tree['health']}").text
+    assert "Win.Worm.Other" in client.get(f"/detections.csv?unit={tree['education']}").content.decode("utf-8")
     client.cookies.clear()
     console_login(client, "yte.audit")
     page = client.get(f"/detections/{fleet['detection']}").text

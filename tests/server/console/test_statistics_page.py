@@ -113,9 +113,9 @@ def test_the_figures_of_a_quarter_for_the_admin(client: TestClient, fleet: dict[
     days = "from=2025-07-01&to=2025-09-30"
     assert _figure(text, "detections") == (f"/detections?{days}", "4", "3")
     assert _figure(text, "infected_endpoints") == (None, "3", "2")
-    assert _figure(text, "removed") == (None, "3", "2")
-    assert _figure(text, "quarantined") == (None, "3", "2")
-    assert _figure(text, "outstanding") == (None, "1", "1")
+    assert _figure(text, "removed") == (f"/detections?{days}&outcome=removed", "3", "2")
+    assert _figure(text, "quarantined") == (f"/detections?{days}&outcome=quarantined", "3", "2")
+    assert _figure(text, "outstanding") == (f"/detections?{days}&outcome=outstanding", "1", "1")
     # Computers: their state now (nothing was recorded in 2025); the enrolled ones at the end of each period.
     assert "As they are now" in text
     assert _figure(text, "online") == ("/agents?state=online", "3", "none")
@@ -128,6 +128,7 @@ def test_the_figures_of_a_quarter_for_the_admin(client: TestClient, fleet: dict[
     # The evidence lists the counted detections.
     listed = client.get(f"/detections?{days}").text
     assert listed.count('<tr id="detection-') == 4
+    assert client.get(f"/detections?{days}&outcome=outstanding").text.count('<tr id="detection-') == 1
 
     # The previous quarter: one detection, nothing before it.
     second = client.get("/statistics?year=2025&quarter=2").text
@@ -146,8 +147,11 @@ def test_the_unit_changes_the_figures_and_the_exports(
     hospital = tree["hospital"]
     text = client.get(f"/statistics?unit={hospital}&{Q3}").text
     assert f'<option value="{hospital}" selected>' in text
-    # Below the whole scope the detections list cannot show the unit: plain numbers, no link.
-    assert _figure(text, "detections") == (None, "3", "2")
+    # Below the whole scope the detections list is narrowed to the unit's subtree.
+    days = "from=2025-07-01&to=2025-09-30"
+    assert _figure(text, "detections") == (f"/detections?{days}&unit={hospital}", "3", "2")
+    listed = client.get(f"/detections?{days}&unit={hospital}").text
+    assert listed.count('<tr id="detection-') == 3 and f'<option value="{hospital}" selected>' in listed
     assert _figure(text, "online") == (f"/agents?state=online&unit={hospital}", "2", "none")
     assert _figure(text, "protected") == (f"/agents?protected=1&unit={hospital}", "1", "none")
     assert _names(text) == {"Win.Trojan.A": ("3", "2")}

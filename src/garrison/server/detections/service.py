@@ -9,12 +9,12 @@ from datetime import UTC, date, datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, Table, distinct, func, select
+from sqlalchemy import ColumnElement, Select, Table, and_, distinct, func, not_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from garrison.protocol.events import BatchAck, EventBatch
+from garrison.protocol.events import Action, BatchAck, EventBatch
 from garrison.server.agents.models import Agent
 from garrison.server.audit.service import Actor, record
 from garrison.server.auth.scope import Scope
@@ -22,6 +22,46 @@ from garrison.server.db import utcnow
 from garrison.server.detections.models import Detection, Triage
 from garrison.server.errors import Forbidden, NotFound
 from garrison.server.units import service as units
+
+# -- what became of a detection (the statistics count these; the console lists them) --------------------------
+
+#: The agent's actions that remove the file when they succeed.
+REMOVING_ACTIONS = (Action.QUARANTINE.value, Action.DELETE.value)
+
+
+def removed() -> ColumnElement[bool]:
+    """The agent quarantined or deleted the file when it found it, successfully."""
+    return and_(Detection.action.in_(REMOVING_ACTIONS), Detection.action_ok.is_(True))
+
+
+def _removed_by(action: Action) -> ColumnElement[bool]:
+    return and_(Detection.action == action.value, Detection.action_ok.is_(True))
+
+
+def action_failed() -> ColumnElement[bool]:
+    """The agent tried to quarantine or delete the file, and could not."""
+    return and_(Detection.action.in_(REMOVING_ACTIONS), Detection.action_ok.is_(False))
+
+
+def resolved() -> ColumnElement[bool]:
+    """Not removed by the agent, but marked resolved by a person (dealt with by hand)."""
+    return and_(not_(removed()), Detection.triage == Triage.RESOLVED)
+
+
+def outstanding() -> ColumnElement[bool]:
+    """Not removed by the agent and still to review: neither resolved nor a false alarm."""
+    return and_(not_(removed()), Detection.triage == Triage.NEW)
+
+
+#: The outcomes a list can be filtered by, with their conditions (the statistics' definitions).
+OUTCOMES = {
+    "removed": removed,
+    "quarantined": lambda: _removed_by(Action.QUARANTINE),
+    "deleted": lambda: _removed_by(Action.DELETE),
+    "failed": action_failed,
+    "resolved": resolved,
+    "outstanding": outstanding,
+}
 
 
 def ingest(session: Session, agent: Agent, batch: EventBatch) -> BatchAck:
@@ -87,8 +127,11 @@ def _filtered(
     since: datetime | None,
     until: datetime | None = None,
     name: str | None = None,
+    outcome: str | None = None,
 ) -> Select[Any]:
     query = units.within(query, scope, Detection.unit_id)
+    if outcome is not None:
+        query = query.where(OUTCOMES[outcome]())
     if triage is not None:
         query = query.where(Detection.triage == triage)
     if agent_id is not None:
@@ -111,13 +154,15 @@ def search(
     since: datetime | None = None,
     until: datetime | None = None,
     name: str | None = None,
+    outcome: str | None = None,
     limit: int = 100,
     offset: int = 0,
     order: Sequence[ColumnElement[Any]] = (),
 ) -> Sequence[Detection]:
-    """Read-only: the detections in ``scope`` matching the filters (found in [since, until)), newest first unless
-    ``order`` (``ORDER BY`` clauses, such as the console's sortable columns) says otherwise."""
-    query = _filtered(select(Detection), scope, triage, agent_id, since, until, name)
+    """Read-only: the detections in ``scope`` matching the filters (found in [since, until); ``outcome`` one of
+    :data:`OUTCOMES`), newest first unless ``order`` (``ORDER BY`` clauses, such as the console's sortable columns)
+    says otherwise."""
+    query = _filtered(select(Detection), scope, triage, agent_id, since, until, name, outcome)
     query = query.order_by(*order) if order else query.order_by(Detection.occurred_at.desc())
     return session.scalars(query.limit(limit).offset(offset)).all()
 
@@ -131,9 +176,10 @@ def count(
     since: datetime | None = None,
     until: datetime | None = None,
     name: str | None = None,
+    outcome: str | None = None,
 ) -> int:
     """Read-only: how many detections in ``scope`` match the filters."""
-    query = _filtered(select(func.count(Detection.id)), scope, triage, agent_id, since, until, name)
+    query = _filtered(select(func.count(Detection.id)), scope, triage, agent_id, since, until, name, outcome)
     return session.scalar(query) or 0
 
 

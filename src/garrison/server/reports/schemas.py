@@ -88,15 +88,16 @@ def _whole_days(stats: Statistics) -> tuple[str, str] | None:
 def statistics_out(stats: Statistics, scope_path: str) -> StatisticsOut:
     """``stats`` with their evidence links, for a caller whose scope is at ``scope_path``."""
     unit = stats.unit_id
-    # The detections list has no unit filter: it shows the caller's whole scope, which is the counted subtree
-    # only when that subtree is the scope (or the root of the whole tree, which holds every unit).
+    # The detections list shows the caller's scope; the unit filter narrows it to the counted subtree when that
+    # is not the scope itself. Its days are whole days: a custom period cut mid-day has no list.
     whole_scope = stats.unit_path == scope_path or (scope_path == "/" and stats.unit_path.count("/") == 2)
-    days = _whole_days(stats) if whole_scope else None
+    days = _whole_days(stats)
+    narrowed = None if whole_scope else unit
 
     def detections(**filters: object) -> str | None:
         if days is None:
             return None
-        return _link("/detections", from_=days[0], to=days[1], **filters)
+        return _link("/detections", from_=days[0], to=days[1], unit=narrowed, **filters)
 
     # The lists show computers as they are now: a figure recorded on a past day has no list to show.
     now = stats.endpoints_day is None
@@ -125,6 +126,12 @@ def statistics_out(stats: Statistics, scope_path: str) -> StatisticsOut:
         "enrolled": _link("/agents", state="active", unit=unit) if stats.end > stats.computed_at else None,
         "detections": detections(),
         "names": detections(),
+        "removed": detections(outcome="removed"),
+        "quarantined": detections(outcome="quarantined"),
+        "deleted": detections(outcome="deleted"),
+        "action_failed": detections(outcome="failed"),
+        "resolved": detections(outcome="resolved"),
+        "outstanding": detections(outcome="outstanding"),
         "false_positives": detections(triage="false_positive"),
     }
     trend = stats.trend

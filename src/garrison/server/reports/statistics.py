@@ -44,7 +44,6 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    not_,
     or_,
     select,
     text,
@@ -52,11 +51,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from garrison.protocol.events import Action
 from garrison.server.agents.models import Agent
 from garrison.server.agents.service import OFFLINE_AFTER_INTERVALS
 from garrison.server.auth.scope import Scope
 from garrison.server.db import utcnow
+from garrison.server.detections import service as outcomes
 from garrison.server.detections.models import Detection, Triage
 from garrison.server.errors import BadRequest
 from garrison.server.reports.models import EndpointState
@@ -73,7 +72,6 @@ OUTDATED_DAYS = (7, 15)
 MAX_PERIOD = timedelta(days=3 * 366)
 #: PostgreSQL's memory for each sort or hash of the statistics' queries (see ``compute``).
 WORK_MEM = "64MB"
-REMOVING_ACTIONS = (Action.QUARANTINE.value, Action.DELETE.value)
 
 
 # -- quarters ---------------------------------------------------------------------------------------------------
@@ -408,14 +406,6 @@ def _with_enrolled(counts: PeriodCounts, enrolled: int) -> PeriodCounts:
 # -- detections -------------------------------------------------------------------------------------------------
 
 
-def _removed() -> ColumnElement[bool]:
-    return and_(Detection.action.in_(REMOVING_ACTIONS), Detection.action_ok.is_(True))
-
-
-def _resolved() -> ColumnElement[bool]:
-    return and_(not_(_removed()), Detection.triage == Triage.RESOLVED)
-
-
 def _in_period(path: str, start: datetime, end: datetime) -> ColumnElement[bool]:
     return and_(_under(Detection.unit_id, path), Detection.occurred_at >= start, Detection.occurred_at < end)
 
@@ -429,17 +419,13 @@ def _period_counts(
     ``COUNT(DISTINCT …)`` next to the other counts makes PostgreSQL sort the whole year per group (2.4 s of the
     province's year); grouping the distinct pairs first lets it hash them (``_distinct_per_period``)."""
     period = _period_column(start)
-    removed = _removed()
     query = (
         select(
             period,
             func.count(),
-            func.count().filter(removed),
-            func.count().filter(and_(removed, Detection.action == Action.QUARANTINE.value)),
-            func.count().filter(and_(removed, Detection.action == Action.DELETE.value)),
-            func.count().filter(and_(Detection.action.in_(REMOVING_ACTIONS), Detection.action_ok.is_(False))),
-            func.count().filter(_resolved()),
-            func.count().filter(and_(not_(removed), Detection.triage == Triage.NEW)),
+            *(func.count().filter(outcomes.OUTCOMES[key]()) for key in ("removed", "quarantined", "deleted", "failed")),
+            func.count().filter(outcomes.resolved()),
+            func.count().filter(outcomes.outstanding()),
             func.count().filter(Detection.triage == Triage.FALSE_POSITIVE),
         )
         .where(_in_period(path, previous_start, end))
@@ -527,12 +513,12 @@ def _removal_time(session: Session, path: str, start: datetime, end: datetime) -
     """
     seconds = _resolution_seconds(session)
     period = _in_period(path, start, end)
-    resolved = and_(period, _resolved(), Detection.triaged_at.is_not(None))
+    resolved = and_(period, outcomes.resolved(), Detection.triaged_at.is_not(None))
     zeros, timed, total = session.execute(
         select(
-            func.count().filter(_removed()),
-            func.count().filter(and_(_resolved(), Detection.triaged_at.is_not(None))),
-            func.coalesce(func.sum(case((and_(_resolved(), Detection.triaged_at.is_not(None)), seconds))), 0.0),
+            func.count().filter(outcomes.removed()),
+            func.count().filter(and_(outcomes.resolved(), Detection.triaged_at.is_not(None))),
+            func.coalesce(func.sum(case((and_(outcomes.resolved(), Detection.triaged_at.is_not(None)), seconds))), 0.0),
         ).where(period)
     ).one()
     count = int(zeros) + int(timed)

@@ -1,9 +1,11 @@
-"""Console pages of detections: the list (filtered by review state, age, days and threat name, 50 a page) and its
-CSV export, one detection's page with its hashes and the archives it was found in, and the review buttons
-(resolved, false alarm).
+"""Console pages of detections: the list (filtered by review state, age, days, threat name, unit subtree and what
+became of the detection, 50 a page) and its CSV export, one detection's page with its hashes and the archives it
+was found in, and the review buttons (resolved, false alarm).
 
-Detections are read and reviewed through ``detections.service`` with the viewer's scope, like the API. Days
-(``from``, ``to``) are Vietnam's calendar days, like the times the console shows.
+Detections are read and reviewed through ``detections.service`` with the viewer's scope, like the API; the unit
+filter narrows that scope to a unit's subtree (404 outside it). Days (``from``, ``to``) are Vietnam's calendar days,
+like the times the console shows. The outcomes (``outcome``) are the statistics' definitions
+(``detections.service.OUTCOMES``), so that every figure of the Statistics page opens the list of what it counted.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session
 
 from garrison.server.agents.models import Agent
+from garrison.server.auth.scope import Scope
 from garrison.server.console import csvfile, i18n, sorting
+from garrison.server.console.i18n import N_
 from garrison.server.console.views.quarantine import of_detection
 from garrison.server.console.views.tasks import labels as task_labels
+from garrison.server.console.views.units import tree_rows
 from garrison.server.console.web import (
     ConsoleDb,
     CurrentViewer,
@@ -35,6 +40,7 @@ from garrison.server.db import utcnow
 from garrison.server.detections import service
 from garrison.server.detections.models import Detection, Triage
 from garrison.server.errors import BadRequest
+from garrison.server.units import service as units
 from garrison.server.units.models import Unit
 
 router = console_router()
@@ -48,6 +54,15 @@ SORTABLE = sorting.Sortable(
     ("time", "name", "computer", "triage"), "time", default_descending=True, descending_first=frozenset({"time"})
 )
 Chosen = Annotated[sorting.Sort, Depends(SORTABLE.chosen)]
+#: What became of a detection, as the list filters it (the Statistics page's words for the same figures).
+OUTCOME_LABELS = {
+    "removed": N_("Removed by Garrison"),
+    "quarantined": N_("Put in quarantine"),
+    "deleted": N_("Deleted by Garrison"),
+    "failed": N_("Garrison could not remove the file"),
+    "resolved": N_("Dealt with by a person"),
+    "outstanding": N_("Still to deal with"),
+}
 _SORT_COLUMNS: dict[str, list[sorting.Orderable]] = {
     "time": [Detection.occurred_at],
     "name": [Detection.name],
@@ -68,6 +83,8 @@ class Filters:
     first_day: date | None = None  # ``from``: found on this day (Vietnam's time) or later
     last_day: date | None = None  # ``to``: found on this day or earlier
     name: str = ""  # exactly this threat name
+    unit: int | None = None  # only this unit and the units under it
+    outcome: str = ""  # one of detections.service.OUTCOMES
 
     def query_string(self) -> str:
         parts: dict[str, Any] = {
@@ -76,6 +93,8 @@ class Filters:
             "from": self.first_day,
             "to": self.last_day,
             "name": self.name,
+            "unit": self.unit,
+            "outcome": self.outcome,
         }
         return urlencode({k: str(v) for k, v in parts.items() if v})
 
@@ -92,7 +111,19 @@ class Filters:
 
     def search(self) -> dict[str, Any]:
         """The filters as ``detections.service`` arguments."""
-        return {"triage": self.triage, "since": self.since(), "until": self.until(), "name": self.name or None}
+        return {
+            "triage": self.triage,
+            "since": self.since(),
+            "until": self.until(),
+            "name": self.name or None,
+            "outcome": self.outcome or None,
+        }
+
+    def scope(self, session: Session, scope: Scope) -> Scope:
+        """``scope`` narrowed to the chosen unit's subtree (404 when the unit is outside it)."""
+        if self.unit is None:
+            return scope
+        return Scope(units.get(session, scope, self.unit).path, writable=scope.writable)
 
 
 def day_start(day: date) -> datetime:
@@ -110,13 +141,17 @@ def _day(value: str) -> date | None:
         return None
 
 
-def _filters(triage: str, days: str, first_day: str = "", last_day: str = "", name: str = "") -> Filters:
+def _filters(
+    triage: str, days: str, first_day: str = "", last_day: str = "", name: str = "", unit: str = "", outcome: str = ""
+) -> Filters:
     return Filters(
         Triage(triage) if triage in {t.value for t in Triage} else None,
         int(days) if days in {str(a) for a in AGES} else None,
         _day(first_day),
         _day(last_day),
         name.strip()[:255],
+        int(unit) if unit.isdigit() and len(unit) < 12 else None,
+        outcome if outcome in service.OUTCOMES else "",
     )
 
 
@@ -140,13 +175,15 @@ def list_page(
     first_day: Annotated[str, Query(alias="from")] = "",
     last_day: Annotated[str, Query(alias="to")] = "",
     name: str = "",
+    unit: str = "",
+    outcome: str = "",
     page: int = 1,
     done: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(triage, days, first_day, last_day, name)
+    filters = _filters(triage, days, first_day, last_day, name, unit, outcome)
     order = chosen
-    scope = viewer.caller.scope
+    scope = filters.scope(session, viewer.caller.scope)
     total = service.count(session, scope, **filters.search())
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
@@ -161,6 +198,8 @@ def list_page(
         "sort": order,
         "triages": [t.value for t in Triage],
         "ages": AGES,
+        "units": tree_rows(units.subtree(session, viewer.caller.scope)),
+        "outcomes": OUTCOME_LABELS,
         "total": total,
         "page": page,
         "pages": pages,
@@ -180,11 +219,14 @@ def export(
     first_day: Annotated[str, Query(alias="from")] = "",
     last_day: Annotated[str, Query(alias="to")] = "",
     name: str = "",
+    unit: str = "",
+    outcome: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(triage, days, first_day, last_day, name)
+    filters = _filters(triage, days, first_day, last_day, name, unit, outcome)
     order = order_of(chosen)
-    rows = service.search(session, viewer.caller.scope, **filters.search(), limit=MAX_EXPORT, order=order)
+    scope = filters.scope(session, viewer.caller.scope)
+    rows = service.search(session, scope, **filters.search(), limit=MAX_EXPORT, order=order)
     hosts, names = _places(session, rows)
     header = [_("Time"), _("Computer"), _("Unit"), _("File"), _("Inside archives"), _("Threat")]
     header += [_("Action taken"), _("Review"), "SHA-256", "ID"]

@@ -216,3 +216,46 @@ def test_a_past_quarter_shows_the_computers_as_recorded(
     now = client.get("/statistics").text
     assert "As they are now" in now
     assert _figure(now, "protected") == ("/agents?protected=1", "3", "none")
+
+
+def _timeline(page: str) -> list[tuple[str, str, int]]:
+    """(link, first day, count) of each bar of the period's chart."""
+    section = page[page.index('id="timeline"') :]
+    section = section[: section.index("</section>")]
+    found = re.findall(r'<a href="([^"]+)" aria-label="[^"]*" data-day="([\d-]+)" data-count="(\d+)">', section)
+    return [(html.unescape(link), day, int(count)) for link, day, count in found]
+
+
+def test_the_period_chart_by_day_week_and_month(
+    client: TestClient, tree: dict[str, int], fleet: dict[str, str]
+) -> None:
+    _login(client)
+    page = client.get(f"/statistics?{Q3}").text
+    assert "Detections per day" in page
+    bars = _timeline(page)
+    assert len(bars) == 92 and bars[0][1] == "2025-07-01" and bars[-1][1] == "2025-09-30"
+    assert {day: n for _link, day, n in bars if n} == {"2025-07-15": 2, "2025-08-20": 2}
+    assert sum(n for _link, _day, n in bars) == int(_figure(page, "detections")[1])
+    for link, day, n in bars:
+        assert link == f"/detections?from={day}&to={day}"
+        if n:
+            assert client.get(link).text.count('<tr id="detection-') == n
+
+    # A unit: its bars open its own detections.
+    hospital = tree["hospital"]
+    bars = _timeline(client.get(f"/statistics?unit={hospital}&{Q3}").text)
+    assert {day: n for _link, day, n in bars if n} == {"2025-07-15": 1, "2025-08-20": 2}
+    link = next(link for link, day, _n in bars if day == "2025-07-15")
+    assert link == f"/detections?from=2025-07-15&to=2025-07-15&unit={hospital}"
+    assert client.get(link).text.count('<tr id="detection-') == 1
+
+    # A year: weeks of seven days from the first day (the last one shorter); several years: calendar months.
+    year = client.get("/statistics?from=2025-01-01&to=2025-12-31").text
+    assert "Detections per week" in year
+    weeks = _timeline(year)
+    assert len(weeks) == 53 and weeks[-1][0] == "/detections?from=2025-12-31&to=2025-12-31"
+    assert weeks[1][0] == "/detections?from=2025-01-08&to=2025-01-14"
+    assert sum(n for _link, _day, n in weeks) == 5
+    months = _timeline(client.get("/statistics?from=2024-06-10&to=2025-12-31").text)
+    assert len(months) == 19 and months[0][0] == "/detections?from=2024-06-10&to=2024-06-30"
+    assert [n for link, _day, n in months if n] == [1, 2, 2]  # May, July, August 2025

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from urllib.parse import urlencode
 
 from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
 from garrison.server.agents import service as agents
 from garrison.server.auth.scope import Scope
-from garrison.server.console import i18n
+from garrison.server.console import charts, i18n
 from garrison.server.console.views.agents import NEED_LABELS, Filters, Shown, shown_agents
 from garrison.server.console.views.detections import day_start
 from garrison.server.console.views.units import Row, tree_rows
@@ -37,13 +38,6 @@ router = console_router()
 RECENT_DAYS = 30
 TOP_THREATS = 10
 NEEDS_SHOWN = 10
-# The chart's drawing (SVG user units): one column per day, bars in the plot, day labels under it.
-CHART_COLUMN = 24
-CHART_BAR = 16
-CHART_PLOT = 150
-CHART_TOP = 16  # room above the plot for the largest value's label
-CHART_AXIS = 22  # room under the plot for the day labels
-CHART_LEFT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +67,6 @@ class Coverage:
     @property
     def below_target(self) -> bool:
         return self.percent is not None and self.protected < self.declared
-
-
-@dataclass(frozen=True, slots=True)
-class DayBar:
-    """One day of the detections chart, with its bar's geometry."""
-
-    day: date
-    count: int
-    x: int
-    y: int
-    height: int
-    labelled: bool  # the day is written under the axis (one in five, and the last)
 
 
 def _is_protected(row: Shown) -> bool:
@@ -126,24 +108,14 @@ def coverage(units: list[Row], tree: list[Row], rows: list[Shown]) -> list[Cover
     return result
 
 
-def detections_per_day(session: Session, scope: Scope, today: date) -> list[DayBar]:
+def detections_per_day(session: Session, scope: Scope, today: date) -> charts.Chart:
     """The last RECENT_DAYS days up to ``today`` (Vietnam's days), each with its detections and its bar."""
     first = today - timedelta(days=RECENT_DAYS - 1)
     counts = detections.count_by_day(
         session, scope, since=day_start(first), until=day_start(today + timedelta(days=1)), zone=i18n.DISPLAY_ZONE
     )
-    days = [first + timedelta(days=n) for n in range(RECENT_DAYS)]
-    top = max([1, *counts.values()])
-    bars = []
-    for n, day in enumerate(days):
-        count = counts.get(day, 0)
-        height = round(count * CHART_PLOT / top)
-        if count and height < 2:
-            height = 2  # a day with detections always shows
-        x = CHART_LEFT + n * CHART_COLUMN + (CHART_COLUMN - CHART_BAR) // 2
-        labelled = n % 5 == 0 or n == RECENT_DAYS - 1
-        bars.append(DayBar(day, count, x, CHART_TOP + CHART_PLOT - height, height, labelled))
-    return bars
+    found = charts.buckets(counts, first, today, "day")
+    return charts.bar_chart(found, "day", lambda a, b: f"/detections?{urlencode({'from': a, 'to': b})}")
 
 
 def _today() -> date:
@@ -163,7 +135,7 @@ def home(request: Request, session: ConsoleDb, viewer: CurrentViewer, settings: 
     computers = shown_agents(session, scope, settings.heartbeat_seconds, Filters())
     # The overview lists the top of the viewer's tree and the level below it; the full tree is one click away.
     overview = [r for r in rows if r.depth <= 1]
-    bars = detections_per_day(session, scope, _today())
+    chart = detections_per_day(session, scope, _today())
     needing = sorted((r for r in computers if r.needs), key=lambda r: (-len(r.needs), r.agent.hostname.lower()))
     context = {
         "rows": overview,
@@ -172,18 +144,7 @@ def home(request: Request, session: ConsoleDb, viewer: CurrentViewer, settings: 
         "protection": protection(session, scope, computers),
         "recent_days": RECENT_DAYS,
         "coverage": coverage(overview, rows, computers),
-        "bars": bars,
-        "bars_top": max([1, *(b.count for b in bars)]),
-        "bars_total": sum(b.count for b in bars),
-        "chart": {
-            "width": CHART_LEFT * 2 + RECENT_DAYS * CHART_COLUMN,
-            "height": CHART_TOP + CHART_PLOT + CHART_AXIS,
-            "top": CHART_TOP,
-            "base": CHART_TOP + CHART_PLOT,
-            "left": CHART_LEFT,
-            "column": CHART_COLUMN,
-            "bar": CHART_BAR,
-        },
+        "chart": chart,
         "threats": detections.top_names(
             session, scope, since=utcnow() - timedelta(days=RECENT_DAYS), limit=TOP_THREATS
         ),

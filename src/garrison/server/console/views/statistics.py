@@ -19,12 +19,15 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Query, Request, Response
+from sqlalchemy.orm import Session
 
-from garrison.server.console import i18n
+from garrison.server.auth.scope import Scope
+from garrison.server.console import charts, i18n
 from garrison.server.console.i18n import N_
 from garrison.server.console.views.units import tree_rows
 from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, gettext, language, render
 from garrison.server.deps import Settings
+from garrison.server.detections import service as detections
 from garrison.server.errors import NotFound
 from garrison.server.reports import statistics
 from garrison.server.reports.schemas import StatisticsOut, statistics_out
@@ -245,6 +248,25 @@ def _name_rows(
     ]
 
 
+def timeline(session: Session, scope: Scope, choice: Choice) -> charts.Chart:
+    """The period's detections by day, week or month (``charts.step_for``), each bar a link to its detections (in
+    the chosen unit's subtree)."""
+    first, after = choice.days()
+    if choice.unit is not None:
+        scope = Scope(units.get(session, scope, choice.unit).path, writable=scope.writable)
+    counts = detections.count_by_day(
+        session, scope, since=statistics.day_start(first), until=statistics.day_start(after), zone=statistics.ZONE
+    )
+    last = after - timedelta(days=1)
+    step = charts.step_for(first, last)
+    unit = {"unit": choice.unit} if choice.unit is not None else {}
+
+    def link(a: date, b: date) -> str:
+        return f"/detections?{urlencode({'from': a, 'to': b, **unit})}"
+
+    return charts.bar_chart(charts.buckets(counts, first, last, step), step, link)
+
+
 def _dmy(day: date) -> str:
     return day.strftime("%d/%m/%Y")
 
@@ -319,6 +341,7 @@ def statistics_page(
                 stats.by_name, stats.previous_by_name, {n.name: n.evidence for n in out.by_name}, None, _
             ),
             "by_kind": _name_rows(stats.by_kind, stats.previous_by_kind, {}, KIND_LABELS, _),
+            "timeline": timeline(session, scope, choice),
             "csv": "/api/v1/statistics.csv?" + choice.export_query(lang),
             "xlsx": "/api/v1/statistics.xlsx?" + choice.export_query(lang),
         }

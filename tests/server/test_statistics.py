@@ -190,13 +190,15 @@ def test_every_figure_of_the_whole_province(client: TestClient, fleet: dict[str,
     # Evidence: the console lists with the filters they accept.
     assert body["endpoints"]["online"]["evidence"] == "/agents?state=online"
     assert body["endpoints"]["signatures_15"]["evidence"] == "/agents?signatures=15"
-    assert body["endpoints"]["firewall_on"]["evidence"] is None  # no such filter yet
+    assert body["endpoints"]["firewall_on"]["evidence"] == "/agents?firewall=on"
     assert body["detections"]["detections"]["evidence"] == "/detections?from=2026-01-01&to=2026-03-31"
     assert body["detections"]["false_positives"]["evidence"] == (
         "/detections?from=2026-01-01&to=2026-03-31&triage=false_positive"
     )
     assert body["detections"]["removed"]["evidence"] == "/detections?from=2026-01-01&to=2026-03-31&outcome=removed"
-    assert body["detections"]["infected_endpoints"]["evidence"] is None  # no list of computers by detections yet
+    assert body["detections"]["infected_endpoints"]["evidence"] == (
+        "/agents?infected_from=2026-01-01&infected_to=2026-03-31"
+    )
     assert body["detections"]["enrolled"]["evidence"] is None  # the quarter is over: today's list differs
     assert body["by_name"][1]["evidence"] == "/detections?from=2026-01-01&to=2026-03-31&name=Trojan.X"
 
@@ -450,7 +452,11 @@ def test_every_detection_figure_opens_the_list_of_what_it_counted(
     """Following a figure's evidence link shows as many detections as the figure says (the page's total)."""
     params = _q1(unit_id=fleet[unit]) if unit else _q1()
     body = _get(client, "/api/v1/statistics", **params).json()
-    linked = {code: figure for code, figure in body["detections"].items() if figure["evidence"]}
+    linked = {
+        code: figure
+        for code, figure in body["detections"].items()
+        if figure["evidence"] and figure["evidence"].startswith("/detections")
+    }
     outcomes = {"removed", "quarantined", "deleted", "action_failed", "resolved", "outstanding", "false_positives"}
     assert set(linked) == {"detections", "names", *outcomes}
     assert sum(body["detections"][code]["value"] for code in outcomes) > 0  # the comparison is not only of zeros
@@ -462,6 +468,16 @@ def test_every_detection_figure_opens_the_list_of_what_it_counted(
         page = client.get(figure["evidence"])
         assert page.status_code == 200, (code, page.text)
         total = re.search(r"<p class=\"muted\">([\d,]+) detections</p>", page.text)
+        assert total is not None, code
+        assert int(total[1].replace(",", "")) == figure["value"], (code, figure)
+    # Computers: the list's count is the figure's.
+    infected = body["detections"]["infected_endpoints"]
+    computers = {code: figure for code, figure in body["endpoints"].items() if not code.startswith("declared")}
+    assert all(figure["evidence"] for figure in computers.values())  # nothing recorded: the state now, listed
+    assert infected["value"] > 0 and any(figure["value"] for figure in computers.values())
+    for code, figure in [*computers.items(), ("infected_endpoints", infected)]:
+        page = client.get(figure["evidence"])
+        total = re.search(r"<p class=\"muted\">([\d,]+) computers</p>", page.text)
         assert total is not None, code
         assert int(total[1].replace(",", "")) == figure["value"], (code, figure)
     for name in body["by_name"]:

@@ -112,7 +112,9 @@ def test_the_figures_of_a_quarter_for_the_admin(client: TestClient, fleet: dict[
     assert "Quarter 3 of 2025" in text and "31/03/2025 – 30/06/2025" in text
     days = "from=2025-07-01&to=2025-09-30"
     assert _figure(text, "detections") == (f"/detections?{days}", "4", "3")
-    assert _figure(text, "infected_endpoints") == (None, "3", "2")
+    infected = "/agents?infected_from=2025-07-01&infected_to=2025-09-30"
+    assert _figure(text, "infected_endpoints") == (infected, "3", "2")
+    assert client.get(infected).text.count('<tr id="agent-') == 3
     assert _figure(text, "removed") == (f"/detections?{days}&outcome=removed", "3", "2")
     assert _figure(text, "quarantined") == (f"/detections?{days}&outcome=quarantined", "3", "2")
     assert _figure(text, "outstanding") == (f"/detections?{days}&outcome=outstanding", "1", "1")

@@ -14,7 +14,7 @@ import io
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -410,3 +410,17 @@ def explain_error(error: ServerError, _: Gettext) -> str:
         minutes = max(1, math.ceil(error.retry_after / 60))
         return _("Too many failed attempts. Please wait %(minutes)s minutes, then try again.") % {"minutes": minutes}
     return explain(error.message, _)
+
+
+def day_start(day: date) -> datetime:
+    """The first moment of ``day`` in Vietnam's time (the days of the console's lists, filters and charts), in
+    UTC, because SQLite compares the stored UTC times as text."""
+    return datetime.combine(day, time(), DISPLAY_ZONE).astimezone(UTC)
+
+
+def iso_day(value: str) -> date | None:
+    """A ``YYYY-MM-DD`` day of a query string, or None."""
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else None
+    except ValueError:
+        return None

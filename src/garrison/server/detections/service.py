@@ -228,6 +228,13 @@ def top_names(session: Session, scope: Scope, *, since: datetime, limit: int = 1
     return [NameCount(name, n, computers) for name, n, computers in session.execute(query)]
 
 
+def agents_infected(session: Session, scope: Scope, *, since: datetime, until: datetime) -> set[str]:
+    """Read-only: the ids of the agents in ``scope`` where malware was found in [since, until), false alarms left
+    out (the statistics' infected computers)."""
+    query = _filtered(select(Detection.agent_id).distinct(), scope, None, None, since, until)
+    return set(session.scalars(query.where(Detection.triage != Triage.FALSE_POSITIVE)))
+
+
 def agents_with(session: Session, scope: Scope, *, triage: Triage) -> set[str]:
     """Read-only: the ids of the agents in ``scope`` with at least one detection in the ``triage`` state."""
     query = _filtered(select(Detection.agent_id).distinct(), scope, triage, None, None)

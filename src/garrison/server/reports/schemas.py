@@ -111,6 +111,9 @@ def statistics_out(stats: Statistics, scope_path: str) -> StatisticsOut:
         "protected": _link("/agents", protected=1, unit=unit) if now else None,
         "signatures_7": _link("/agents", signatures=7, unit=unit) if now else None,
         "signatures_15": _link("/agents", signatures=15, unit=unit) if now else None,
+        "realtime_on": _link("/agents", realtime="on", unit=unit) if now else None,
+        "firewall_on": _link("/agents", firewall="on", unit=unit) if now else None,
+        "firewall_unknown": _link("/agents", firewall="unknown", unit=unit) if now else None,
     }
     before = stats.previous_endpoints
     endpoints = {
@@ -126,6 +129,9 @@ def statistics_out(stats: Statistics, scope_path: str) -> StatisticsOut:
         "enrolled": _link("/agents", state="active", unit=unit) if stats.end > stats.computed_at else None,
         "detections": detections(),
         "names": detections(),
+        "infected_endpoints": (
+            _link("/agents", infected_from=days[0], infected_to=days[1], unit=unit) if days is not None else None
+        ),
         "removed": detections(outcome="removed"),
         "quarantined": detections(outcome="quarantined"),
         "deleted": detections(outcome="deleted"),

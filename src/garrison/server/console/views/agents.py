@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -90,6 +90,10 @@ class Filters:
     protected: bool = False
     needs_action: bool = False
     release: int | None = None  # runs this signature release
+    realtime: bool = False  # not revoked, real-time protection on
+    firewall: str = ""  # "on" or "unknown": not revoked, the firewall on or not reported
+    infected_from: date | None = None  # malware found on it (false alarms left out) in these days, both included
+    infected_to: date | None = None
 
     def query_string(self) -> str:
         parts: dict[str, Any] = {
@@ -99,6 +103,10 @@ class Filters:
             "protected": "1" if self.protected else "",
             "needs": "action" if self.needs_action else "",
             "release": self.release,
+            "realtime": "on" if self.realtime else "",
+            "firewall": self.firewall,
+            "infected_from": self.infected_from,
+            "infected_to": self.infected_to,
         }
         return urlencode({k: str(v) for k, v in parts.items() if v})
 
@@ -147,6 +155,10 @@ def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters
         chosen = next((u for u in unit_list if u.id == filters.unit), None)
         inside = {u.id for u in unit_list if chosen and u.path.startswith(chosen.path)}
     outdated = outdated_ids(session, viewer_scope, filters.signatures, now) if filters.signatures else None
+    infected = None
+    if filters.infected_from is not None and filters.infected_to is not None:
+        since, until = i18n.day_start(filters.infected_from), i18n.day_start(filters.infected_to + timedelta(days=1))
+        infected = detections.agents_infected(session, viewer_scope, since=since, until=until)
     rows = []
     for agent in service.list_agents(session, viewer_scope):
         info = service.state_of(agent, interval, now)
@@ -162,6 +174,13 @@ def shown_agents(session: Session, viewer_scope: Scope, interval: float, filters
         if filters.release is not None and agent.signature_release != filters.release:
             continue
         if filters.protected and not (info.state is service.AgentState.ONLINE and agent.realtime_enabled):
+            continue
+        if filters.realtime and not (active and agent.realtime_enabled):
+            continue
+        firewall = {"on": agent.firewall_enabled is True, "unknown": agent.firewall_enabled is None}
+        if filters.firewall and not (active and firewall[filters.firewall]):
+            continue
+        if infected is not None and agent.id not in infected:
             continue
         needs = needs_of(agent, info, now, to_review)
         if filters.needs_action and not needs:
@@ -197,10 +216,21 @@ def sort_agents(rows: list[Shown], sort: sorting.Sort) -> list[Shown]:
 
 
 def _filters(
-    state: str, unit: str, signatures: str, protected: str, needs: str = "", release: str = "", outdated: str = ""
+    state: str,
+    unit: str,
+    signatures: str,
+    protected: str,
+    needs: str = "",
+    release: str = "",
+    outdated: str = "",
+    realtime: str = "",
+    firewall: str = "",
+    infected_from: str = "",
+    infected_to: str = "",
 ) -> Filters:
     # ``outdated`` is another name of ``signatures`` (older than so many days); ``signatures`` wins.
     age = signatures or outdated
+    first, last = i18n.iso_day(infected_from), i18n.iso_day(infected_to)
     return Filters(
         state if state in STATES or state == ACTIVE else "",
         int(unit) if unit.isdigit() else None,
@@ -208,6 +238,10 @@ def _filters(
         protected == "1",
         needs == "action",
         int(release) if release.isdigit() and len(release) < 10 else None,
+        realtime == "on",
+        firewall if firewall in {"on", "unknown"} else "",
+        first if first and last and first <= last else None,
+        last if first and last and first <= last else None,
     )
 
 
@@ -225,10 +259,15 @@ def list_page(
     needs: str = "",
     release: str = "",
     outdated: str = "",
+    realtime: str = "",
+    firewall: str = "",
+    infected_from: str = "",
+    infected_to: str = "",
     done: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(state, unit, signatures, protected, needs, release, outdated)
+    more = (realtime, firewall, infected_from, infected_to)
+    filters = _filters(state, unit, signatures, protected, needs, release, outdated, *more)
     order = chosen
     context = {
         "agents": sort_agents(shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters), order),
@@ -258,9 +297,14 @@ def export(
     needs: str = "",
     release: str = "",
     outdated: str = "",
+    realtime: str = "",
+    firewall: str = "",
+    infected_from: str = "",
+    infected_to: str = "",
 ) -> Response:
     _ = gettext(request)
-    filters = _filters(state, unit, signatures, protected, needs, release, outdated)
+    more = (realtime, firewall, infected_from, infected_to)
+    filters = _filters(state, unit, signatures, protected, needs, release, outdated, *more)
     rows = shown_agents(session, viewer.caller.scope, settings.heartbeat_seconds, filters)
     header = [_("Computer"), _("Unit"), _("State"), _("Since"), _("Operating system"), _("Agent version")]
     header += [_("Signatures of"), _("Signature release"), _("Signature age (days)"), _("Real-time protection")]

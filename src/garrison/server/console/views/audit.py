@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
@@ -57,27 +57,15 @@ class Filters:
         return urlencode({k: str(v) for k, v in parts.items() if v})
 
 
-def _day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
-def _start_of(day: date) -> datetime:
-    """Midnight of ``day`` in Vietnam, in UTC (how the times are stored)."""
-    return datetime.combine(day, time(), tzinfo=i18n.DISPLAY_ZONE).astimezone(UTC)
-
-
 def _where(query: Select[Any], scope: Scope, filters: Filters) -> Select[Any]:
     # Events without a unit (logins of province administrators) are outside every unit's subtree.
     query = within(query, scope, cast("InstrumentedAttribute[int]", AuditEvent.unit_id))
     if filters.action:
         query = query.where(AuditEvent.action == filters.action)
     if filters.since:
-        query = query.where(AuditEvent.at >= _start_of(filters.since))
+        query = query.where(AuditEvent.at >= i18n.day_start(filters.since))
     if filters.until:
-        query = query.where(AuditEvent.at < _start_of(filters.until + timedelta(days=1)))
+        query = query.where(AuditEvent.at < i18n.day_start(filters.until + timedelta(days=1)))
     return query
 
 
@@ -163,7 +151,7 @@ def describer(session: Session, scope: Scope, _: i18n.Gettext) -> Callable[[Audi
 
 
 def _filters(action: str, since: str, until: str) -> Filters:
-    return Filters(action.strip()[:64], _day(since), _day(until))
+    return Filters(action.strip()[:64], i18n.iso_day(since), i18n.iso_day(until))
 
 
 @router.get("/audit")

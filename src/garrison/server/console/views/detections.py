@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -100,14 +100,14 @@ class Filters:
 
     def since(self) -> datetime | None:
         """The earliest time asked for: the start of ``from`` or ``days`` ago, whichever is later."""
-        bounds = [day_start(self.first_day)] if self.first_day else []
+        bounds = [i18n.day_start(self.first_day)] if self.first_day else []
         if self.days:
             bounds.append(utcnow() - timedelta(days=self.days))
         return max(bounds) if bounds else None
 
     def until(self) -> datetime | None:
         """The end (excluded) of ``to``: the start of the next day."""
-        return day_start(self.last_day + timedelta(days=1)) if self.last_day else None
+        return i18n.day_start(self.last_day + timedelta(days=1)) if self.last_day else None
 
     def search(self) -> dict[str, Any]:
         """The filters as ``detections.service`` arguments."""
@@ -126,29 +126,14 @@ class Filters:
         return Scope(units.get(session, scope, self.unit).path, writable=scope.writable)
 
 
-def day_start(day: date) -> datetime:
-    """The first moment of ``day`` in Vietnam's time (the days of the console's lists and charts), in UTC.
-
-    In UTC because SQLite compares the stored UTC times as text.
-    """
-    return datetime.combine(day, time(), i18n.DISPLAY_ZONE).astimezone(UTC)
-
-
-def _day(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value) if len(value) == 10 else None
-    except ValueError:
-        return None
-
-
 def _filters(
     triage: str, days: str, first_day: str = "", last_day: str = "", name: str = "", unit: str = "", outcome: str = ""
 ) -> Filters:
     return Filters(
         Triage(triage) if triage in {t.value for t in Triage} else None,
         int(days) if days in {str(a) for a in AGES} else None,
-        _day(first_day),
-        _day(last_day),
+        i18n.iso_day(first_day),
+        i18n.iso_day(last_day),
         name.strip()[:255],
         int(unit) if unit.isdigit() and len(unit) < 12 else None,
         outcome if outcome in service.OUTCOMES else "",

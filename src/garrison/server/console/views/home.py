@@ -21,7 +21,6 @@ from garrison.server.agents import service as agents
 from garrison.server.auth.scope import Scope
 from garrison.server.console import charts, i18n
 from garrison.server.console.views.agents import NEED_LABELS, Filters, Shown, shown_agents
-from garrison.server.console.views.detections import day_start
 from garrison.server.console.views.units import Row, tree_rows
 from garrison.server.console.views.updates import warnings
 from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, gettext, render
@@ -112,7 +111,11 @@ def detections_per_day(session: Session, scope: Scope, today: date) -> charts.Ch
     """The last RECENT_DAYS days up to ``today`` (Vietnam's days), each with its detections and its bar."""
     first = today - timedelta(days=RECENT_DAYS - 1)
     counts = detections.count_by_day(
-        session, scope, since=day_start(first), until=day_start(today + timedelta(days=1)), zone=i18n.DISPLAY_ZONE
+        session,
+        scope,
+        since=i18n.day_start(first),
+        until=i18n.day_start(today + timedelta(days=1)),
+        zone=i18n.DISPLAY_ZONE,
     )
     found = charts.buckets(counts, first, today, "day")
     return charts.bar_chart(found, "day", lambda a, b: f"/detections?{urlencode({'from': a, 'to': b})}")

@@ -50,6 +50,8 @@ def test_the_page_shows_the_deadline_and_the_units_status(
     assert 'data-deadline="2026-03-19T17:00:00+00:00"' in text and "Due at the latest on 19/03/2026" in text
     assert "The deadline has passed." in text and 'data-status="overdue"' in text
     assert _statuses(text) == {str(tree["health"]): "overdue", str(tree["education"]): "overdue"}
+    # The units' last day is written like the unit's own: the day before the deadline's day.
+    assert re.findall(r"<td data-last-day>([^<]+)</td>", text) == ["19/03/2026", "19/03/2026"]
     # Not submitted: their figures of now, marked so, and kept out of the total.
     assert text.count('data-live="1"') == 2
     submitted_total = re.search(r'id="total-submitted">.*?data-cell="detections">([^<]+)<', text, re.S)

@@ -133,10 +133,18 @@ def test_the_page_says_what_is_missing(client: TestClient, tree: dict[str, int],
     csrf = _login(client)
     page = client.get("/sharing").text
     assert "Not set: reports are not sent." in page
-    assert "GARRISON_NATIONAL_ENDPOINT_URL" in page
+    said = "The national authority's address is not set yet (setting GARRISON_NATIONAL_ENDPOINT_URL)"
+    assert str(escape(said)) in page
+    assert "configure the national" not in page  # the server's words, in the reader's language
     answer = client.post("/sharing/send", data={"csrf_token": csrf, "start": "2026-01-01", "end": "2026-01-31"})
     assert answer.status_code == 409
     assert "GARRISON_NATIONAL_ENDPOINT_URL" in answer.text
+    # In Vietnamese too; then the address set, the missing key is named.
+    client.cookies.set(i18n.LANGUAGE_COOKIE, "vi")
+    assert "Chưa thiết lập địa chỉ của cơ quan chức năng quốc gia" in client.get("/sharing").text
+    settings.national_endpoint_url = "https://mis.example.gov.vn/AVReport/server.php"
+    page = client.get("/sharing").text
+    assert "GARRISON_NATIONAL_KEY_FILE" in page and "configure the national" not in page
 
 
 def test_only_the_province_sees_the_page(

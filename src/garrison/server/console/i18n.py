@@ -162,6 +162,19 @@ _EXPLAINED: list[tuple[re.Pattern[str], str]] = [
     for p, m in [
         (r"wrong username, password or one-time code", N_("The username, password or one-time code is wrong.")),
         (r"not logged in", N_("Please log in.")),
+        # The national authority's export and outbox (sharing.avreport, sharing.outbox).
+        (
+            r"configure the national authority's address first: set (?P<settings>\S+)",
+            N_("The national authority's address is not set yet (setting %(settings)s), so no report can be sent."),
+        ),
+        (
+            r"configure the national authority export first: set (?P<settings>.+)",
+            N_("The national authority export is not set up yet: the settings %(settings)s are missing."),
+        ),
+        (
+            r"cannot read (?P<name>\S+) \((?P<path>[^)]*)\): (?P<reason>.+)",
+            N_("The server cannot read the file of the setting %(name)s (%(path)s): %(reason)s."),
+        ),
         # The update channel (updates.releases, updates.rollout, the agent-software form).
         (
             r"the signature set does not compile, so it was not published: (?P<detail>.*)",

@@ -11,7 +11,7 @@ a unit outside it is a 404 here as in the API.
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Form, Request, Response
@@ -109,7 +109,8 @@ def _page(
         {
             "deadline": due,
             # Due *before* the deadline day: the last day to submit is the day before it.
-            "last_day": (due.astimezone(statistics.ZONE) - timedelta(days=1)).strftime("%d/%m/%Y"),
+            "last_day": last_day(due),
+            "last_day_of": last_day,
             "days_left": calendar.days_left(due, now),
             "status": submissions.status(mine[0] if mine else None, due, now),
             "submissions": mine,
@@ -126,6 +127,11 @@ def _page(
         }
     )
     return render(request, "reporting/page.html", context, viewer=viewer, status_code=status_code)
+
+
+def last_day(due: datetime) -> str:
+    """The last day to submit (Vietnam's), shown for a deadline: reports are due *before* the deadline's day."""
+    return (due.astimezone(statistics.ZONE) - timedelta(days=1)).strftime("%d/%m/%Y")
 
 
 @router.get("/reporting")

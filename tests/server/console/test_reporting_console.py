@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -146,3 +147,39 @@ def test_unit_admins_and_auditors_on_the_page(
     assert _submit(client, tree["hospital"], csrf).status_code == 403
     with database.session() as session:
         assert len(session.scalars(select(ReportSubmission)).all()) == 1
+
+
+def test_the_overview_says_when_the_report_is_due(
+    client: TestClient, database: Database, tree: dict[str, int], fleet: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the first reminder day, the overview of the top unit says its report is due, and how many units under
+    it have not sent theirs; nothing before that day, nothing once it is sent. The clock is the only fake."""
+    _login(client)
+    for today, shown in (("2026-03-01T09:00", False), ("2026-03-06T09:00", True), ("2026-03-25T09:00", True)):
+        monkeypatch.setattr(calendar, "utcnow", lambda today=today: vn(today))
+        page = client.get("/").text
+        assert (f'id="report-due-{tree["province"]}"' in page) is shown, today
+    assert 'data-days-left="-5"' in page and "is late: it was due by 19/03/2026" in page
+    monkeypatch.setattr(calendar, "utcnow", lambda: vn("2026-03-12T09:00"))
+    page = client.get("/").text
+    assert "The report of quarter 1 of 2026 for Tỉnh Bắc Ninh is due by 19/03/2026 (8 days left)." in page
+    assert "2 of the 2 units under it have not sent theirs yet." in page
+    assert f'href="/reporting?unit={tree["province"]}&amp;year=2026&amp;quarter=1"' in page
+    with database.session() as session:
+        session.add(ReportSubmission(
+            unit_id=tree["health"], year=2026, quarter=1, version=1, figures={}, info={},
+            submitted_at=vn("2026-03-10T08:00"), submitted_by_name="yte.admin",
+        ))  # fmt: skip
+        session.add(ReportSubmission(
+            unit_id=tree["province"], year=2026, quarter=1, version=1, figures={}, info={},
+            submitted_at=vn("2026-03-11T08:00"), submitted_by_name="admin",
+        ))  # fmt: skip
+        session.commit()
+    assert 'id="report-due-' not in client.get("/").text  # sent: nothing to say
+    # The department's administrator sees their own unit's report, and the one unit under it.
+    _login(client, "yte.admin")
+    with database.session() as session:
+        session.execute(ReportSubmission.__table__.delete().where(ReportSubmission.unit_id == tree["health"]))
+        session.commit()
+    page = client.get("/").text
+    assert f'id="report-due-{tree["health"]}"' in page and "1 of the 1 units under it" in page

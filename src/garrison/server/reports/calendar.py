@@ -181,6 +181,48 @@ def due_reminders(session: Session, now: datetime | None = None) -> list[Reminde
     return sorted(found, key=lambda r: r.days_left)  # stable: tree order within a day
 
 
+@dataclass(frozen=True, slots=True)
+class DueSoon:
+    """A unit's report of the current quarter, not sent yet, from its first reminder day to the deadline's day, and
+    how many of the units directly under it have not sent theirs (the console's overview says so to its readers,
+    whether or not anyone set up an alert rule)."""
+
+    unit: Unit
+    year: int
+    quarter: int
+    deadline: datetime  # UTC
+    days_left: int  # 1: today is the last day; 0 or less: overdue
+    units_missing: int
+    units_total: int
+
+
+def due_soon(session: Session, unit: Unit, now: datetime | None = None) -> DueSoon | None:
+    """``unit``'s report of the current quarter when it is not sent and today is at or after its rule's first
+    reminder day (until the quarter ends); None otherwise. Read-only."""
+    now = now or utcnow()
+    year, quarter = current_quarter(now)
+    lines = _lines(session)
+    rule = rule_for(unit.path, lines)
+    due = deadline_at(rule, year, quarter)
+    left = days_left(due, now)
+    if left > max(rule.reminder_days, default=0):
+        return None
+    children = list(session.scalars(select(Unit.id).where(Unit.parent_id == unit.id)))
+    sent = {
+        unit_id
+        for unit_id in session.scalars(
+            select(ReportSubmission.unit_id).where(
+                ReportSubmission.unit_id.in_([unit.id, *children]),
+                ReportSubmission.year == year,
+                ReportSubmission.quarter == quarter,
+            )
+        )
+    }
+    if unit.id in sent:
+        return None
+    return DueSoon(unit, year, quarter, due, left, len([c for c in children if c not in sent]), len(children))
+
+
 # -- editing the lines ------------------------------------------------------------------------------------------
 
 

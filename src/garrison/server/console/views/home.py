@@ -5,7 +5,7 @@ units and declared endpoints, protected computers (online with real-time protect
 endpoints, computers online now, computers whose signatures are older than 7 and 15 days, the detections of
 the last 30 days, the computers that need someone; coverage by unit (protected / declared, target 100 %),
 detections per day over 30 days (Vietnam's calendar days, counted by the database) as an inline SVG chart, and
-the most frequent threats.
+the most frequent threats; above them, the report of the quarter still to send (from the first reminder day).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from garrison.server.agents import service as agents
 from garrison.server.auth.scope import Scope
 from garrison.server.console import charts, i18n
 from garrison.server.console.views.agents import NEED_LABELS, Filters, Shown, shown_agents
+from garrison.server.console.views.reporting import last_day
 from garrison.server.console.views.units import Row, tree_rows
 from garrison.server.console.views.updates import warnings
 from garrison.server.console.web import ConsoleDb, CurrentViewer, console_router, gettext, render
@@ -28,6 +29,7 @@ from garrison.server.db import utcnow
 from garrison.server.deps import Settings
 from garrison.server.detections import service as detections
 from garrison.server.detections.models import Triage
+from garrison.server.reports import calendar
 from garrison.server.units import service
 from garrison.server.updates import service as updates
 from garrison.server.updates.api import get_repository
@@ -154,5 +156,8 @@ def home(request: Request, session: ConsoleDb, viewer: CurrentViewer, settings: 
         "needing": needing[:NEEDS_SHOWN],
         "need_labels": NEED_LABELS,
         "update_warnings": warnings(session, get_repository(request), gettext(request)),
+        # The reports of the top of the viewer's tree still to send this quarter (from the first reminder day).
+        "due_reports": [due for r in rows if r.depth == 0 if (due := calendar.due_soon(session, r.unit))],
+        "last_day_of": last_day,
     }
     return render(request, "home.html", context, viewer=viewer)

@@ -175,13 +175,6 @@ def _machine(agent: Agent) -> Machine:
     )
 
 
-def _subtree(session: Session, scope: Scope, unit_id: int | None) -> Scope:
-    """The scope of ``unit_id``'s subtree (404 outside ``scope``), else ``scope``."""
-    if unit_id is None:
-        return scope
-    return Scope(units.get(session, scope, unit_id).path)
-
-
 def infections(session: Session, subtree: Scope, start: datetime, end: datetime) -> list[Infection]:
     """The period's detections that count, grouped by computer and name (one query)."""
     allowed = exists().where(AllowedFile.sha256 == Detection.sha256)
@@ -248,7 +241,7 @@ def build(
     start, end, now = (_aware(moment) or now for moment in (start, end, now))
     if not start < end:
         raise BadRequest("the period must end after it starts")
-    subtree = _subtree(session, scope, unit_id)
+    subtree = units.narrow(session, scope, unit_id)
     found = infections(session, subtree, start, end)
     computers = machines(session, subtree, {i.agent_id for i in found})
     active = [machine for machine in computers.values() if machine.active]

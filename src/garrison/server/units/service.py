@@ -40,6 +40,13 @@ def get(session: Session, scope: Scope, unit_id: int) -> Unit:
     return unit
 
 
+def narrow(session: Session, scope: Scope, unit_id: int | None) -> Scope:
+    """``scope`` narrowed to ``unit_id``'s subtree (404 outside it); ``scope`` itself when ``unit_id`` is None."""
+    if unit_id is None:
+        return scope
+    return Scope(get(session, scope, unit_id).path, writable=scope.writable)
+
+
 def within(query: S, scope: Scope, unit_column: InstrumentedAttribute[int]) -> S:
     """``query`` limited to rows whose ``unit_column`` is a unit inside ``scope``."""
     if scope.everything:

@@ -121,9 +121,7 @@ class Filters:
 
     def scope(self, session: Session, scope: Scope) -> Scope:
         """``scope`` narrowed to the chosen unit's subtree (404 when the unit is outside it)."""
-        if self.unit is None:
-            return scope
-        return Scope(units.get(session, scope, self.unit).path, writable=scope.writable)
+        return units.narrow(session, scope, self.unit)
 
 
 def _filters(

@@ -248,14 +248,12 @@ def _name_rows(
     ]
 
 
-def timeline(session: Session, scope: Scope, choice: Choice) -> charts.Chart:
-    """The period's detections by day, week or month (``charts.step_for``), each bar a link to its detections (in
-    the chosen unit's subtree)."""
+def timeline(session: Session, subtree: Scope, choice: Choice) -> charts.Chart:
+    """The period's detections in ``subtree`` (the chosen unit's) by day, week or month (``charts.step_for``), each
+    bar a link to its detections."""
     first, after = choice.days()
-    if choice.unit is not None:
-        scope = Scope(units.get(session, scope, choice.unit).path, writable=scope.writable)
     counts = detections.count_by_day(
-        session, scope, since=statistics.day_start(first), until=statistics.day_start(after), zone=statistics.ZONE
+        session, subtree, since=statistics.day_start(first), until=statistics.day_start(after), zone=statistics.ZONE
     )
     last = after - timedelta(days=1)
     step = charts.step_for(first, last)
@@ -288,8 +286,7 @@ def statistics_page(
     scope = viewer.caller.scope
     choice, problem = parse(unit, year, quarter, first_day, last_day)
     rows = tree_rows(units.subtree(session, scope))
-    if choice.unit is not None:
-        units.get(session, scope, choice.unit)  # 404 outside the reader's subtree
+    subtree = units.narrow(session, scope, choice.unit)  # 404 outside the reader's subtree
     now_year, _quarter = statistics.current_quarter()
     years = sorted({*range(now_year - YEARS_SHOWN + 1, now_year + 1), choice.year}, reverse=True)
     context: dict[str, object] = {
@@ -341,7 +338,7 @@ def statistics_page(
                 stats.by_name, stats.previous_by_name, {n.name: n.evidence for n in out.by_name}, None, _
             ),
             "by_kind": _name_rows(stats.by_kind, stats.previous_by_kind, {}, KIND_LABELS, _),
-            "timeline": timeline(session, scope, choice),
+            "timeline": timeline(session, subtree, choice),
             "csv": "/api/v1/statistics.csv?" + choice.export_query(lang),
             "xlsx": "/api/v1/statistics.xlsx?" + choice.export_query(lang),
         }
